@@ -1,0 +1,73 @@
+# Launchdeck: `make dev` runs the whole platform locally, `make test` runs every check and test.
+# Both work on a fresh machine with only python3 (and git): uv is installed from PyPI when missing
+# and the locked environment is synced first.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# uv on PATH, else the copy pip installs for $(PYTHON) (the uv wheel runs as `python3 -m uv`).
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen
+
+.PHONY: help ensure-uv sync dev test lint format schema bench clean clean-state
+
+help:
+	@echo "make dev          start Postgres, NATS, Caddy and the four services; deploy the example"
+	@echo "make test         lint, type-check, check the JSON Schemas, run the test suite"
+	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make format       ruff format and the safe ruff fixes"
+	@echo "make schema       regenerate contracts/schema/ from the message Structs"
+	@echo "make bench        run every bench/*.py"
+	@echo "make clean        remove caches and build outputs"
+	@echo "make clean-state  remove the dev state (.launchdeck/: database, releases, tokens)"
+
+ensure-uv:
+	@$(UV) --version >/dev/null 2>&1 || { \
+	  echo "uv not found: installing it from PyPI"; \
+	  $(PYTHON) -m pip --version >/dev/null 2>&1 || $(PYTHON) -m ensurepip --user; \
+	  $(PYTHON) -m pip install --quiet --user uv \
+	    || $(PYTHON) -m pip install --quiet uv \
+	    || $(PYTHON) -m pip install --quiet --user --break-system-packages uv; \
+	}
+	@$(UV) --version
+
+sync: ensure-uv
+	$(UV) sync --frozen
+
+dev: sync
+	$(RUN) launchdeck dev
+
+test: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+	$(RUN) python -m launchdeck.contracts.schema --check
+	$(RUN) pytest
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+format: sync
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+schema: sync
+	$(RUN) python -m launchdeck.contracts.schema
+
+bench: sync
+	@for script in bench/[a-z]*.py; do \
+	  name=$$(basename "$$script" .py); \
+	  echo "== bench/$$name"; \
+	  $(RUN) python -m "bench.$$name"; \
+	done
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache dist build bench/results
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
+
+clean-state:
+	rm -rf .launchdeck

@@ -1,0 +1,234 @@
+"""The client commands. Thin: call the API through `LaunchdeckClient`, print through `Terminal`,
+return the exit code. `deploy_and_follow` is shared with `launchdeck dev` (the example site).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from launchdeck.cli.client import (
+    SETTLED_DEPLOYMENT_STATUSES,
+    EndFrame,
+    Json,
+    LaunchdeckClient,
+)
+from launchdeck.cli.output import Terminal
+
+POLL_INTERVAL_S = 0.5
+DEFAULT_DEPLOY_TIMEOUT_S = 180.0
+
+
+class DeadlineExceeded(Exception):
+    """A wait for the API to reach a state ran out of time."""
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    ok: bool
+    reason: str | None = None
+    url: str | None = None
+    build: Json | None = None
+    deployment: Json | None = None
+
+
+# projects ---------------------------------------------------------------------
+
+
+def _repo_argument(repo_url: str) -> str:
+    """A local directory given as a relative path becomes absolute: the worker clones it."""
+    if "://" in repo_url or repo_url.startswith("git@"):
+        return repo_url
+    path = Path(repo_url).expanduser()
+    return str(path.resolve()) if path.exists() else repo_url
+
+
+async def projects_create(
+    client: LaunchdeckClient,
+    term: Terminal,
+    *,
+    name: str,
+    repo_url: str,
+    branch: str | None,
+    build: Json,
+    domains: list[str],
+) -> int:
+    body: Json = {"name": name, "repo_url": _repo_argument(repo_url)}
+    if branch:
+        body["branch"] = branch
+    if build:
+        body["build"] = build
+    if domains:
+        body["domains"] = domains
+    project = await client.create_project(body)
+    term.success(f"Created project {project['name']} ({project['id']})")
+    term.info(f"  repo    {project.get('repo_url')}")
+    term.info(f"  branch  {project.get('branch')}")
+    secret = project.get("webhook_secret")
+    if secret:
+        term.info(f"  webhook secret (shown once): {secret}")
+    term.info(f"Deploy it with: launchdeck deploy {project['name']}")
+    return 0
+
+
+async def projects_list(client: LaunchdeckClient, term: Terminal) -> int:
+    projects = await client.list_projects()
+    if not projects:
+        term.info("No projects yet. Create one with: launchdeck projects create NAME REPO_URL")
+        return 0
+    rows = [("NAME", "BRANCH", "ID", "REPO")] + [
+        (str(p.get("name")), str(p.get("branch")), str(p.get("id")), str(p.get("repo_url")))
+        for p in projects
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for name, branch, project_id, repo in rows:
+        cells = (name.ljust(widths[0]), branch.ljust(widths[1]), project_id.ljust(widths[2]), repo)
+        term.info("  ".join(cells))
+    return 0
+
+
+# builds and logs ------------------------------------------------------------------
+
+
+async def follow_log(client: LaunchdeckClient, term: Terminal, build_id: str) -> str:
+    """Print the build's log live until it ends; return the final build status."""
+    async for frame in client.follow_build_log(build_id):
+        if isinstance(frame, EndFrame):
+            return frame.status
+        term.log_line(frame.stream, frame.line)
+    raise RuntimeError("log stream ended without an end frame")  # pragma: no cover
+
+
+async def logs(client: LaunchdeckClient, term: Terminal, *, build_id: str, follow: bool) -> int:
+    if not follow:
+        term.raw(await client.build_log_text(build_id))
+        return 0
+    await client.get_build(build_id)  # a clear 404 before opening the stream
+    status = await follow_log(client, term, build_id)
+    if status == "succeeded":
+        return 0
+    build = await client.get_build(build_id)
+    term.error(f"build {status}: {build.get('error') or 'see the log above'}")
+    return 1
+
+
+# deployments ----------------------------------------------------------------------
+
+
+async def wait_for_deployment_id(
+    client: LaunchdeckClient, build_id: str, *, deadline: float
+) -> str:
+    """The deployment a succeeded build created (it appears once the API consumed the event)."""
+    while True:
+        build = await client.get_build(build_id)
+        deployment_id = build.get("deployment_id")
+        if deployment_id:
+            return str(deployment_id)
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded(f"build {build_id} succeeded but no deployment was created")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def wait_for_deployment(
+    client: LaunchdeckClient, term: Terminal, deployment_id: str, *, deadline: float
+) -> Json:
+    """Poll until the deployment settles (active, failed, ...); print each status change."""
+    last_status: str | None = None
+    while True:
+        deployment = await client.get_deployment(deployment_id)
+        status = str(deployment.get("status"))
+        if status != last_status:
+            term.info(f"Deployment {deployment_id}: {status}")
+            last_status = status
+        if status in SETTLED_DEPLOYMENT_STATUSES:
+            return deployment
+        if time.monotonic() >= deadline:
+            raise DeadlineExceeded(f"deployment {deployment_id} is still {status}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+def _deployment_outcome(deployment: Json, build: Json | None = None) -> DeployResult:
+    status = deployment.get("status")
+    if status == "active":
+        return DeployResult(ok=True, url=deployment.get("url"), build=build, deployment=deployment)
+    reason = deployment.get("error") or f"the deployment ended {status}"
+    return DeployResult(
+        ok=False, reason=f"deployment {status}: {reason}", build=build, deployment=deployment
+    )
+
+
+async def deploy_and_follow(
+    client: LaunchdeckClient,
+    term: Terminal,
+    *,
+    project: str,
+    ref: str | None,
+    timeout_s: float = DEFAULT_DEPLOY_TIMEOUT_S,
+) -> DeployResult:
+    """Trigger a build, print its log live, wait for its deployment to be active."""
+    build = await client.trigger_build(project, ref=ref)
+    build_id = str(build["id"])
+    term.info(
+        f"Build #{build.get('number')} {build_id} of {project} "
+        f"({build.get('ref') or ref or 'default branch'}) {build.get('status', 'queued')}"
+    )
+    status = await follow_log(client, term, build_id)
+    if status != "succeeded":
+        build = await client.get_build(build_id)
+        reason = build.get("error") or "see the log above"
+        return DeployResult(
+            ok=False, reason=f"build #{build.get('number')} {status}: {reason}", build=build
+        )
+    deadline = time.monotonic() + timeout_s
+    try:
+        deployment_id = await wait_for_deployment_id(client, build_id, deadline=deadline)
+        deployment = await wait_for_deployment(client, term, deployment_id, deadline=deadline)
+    except DeadlineExceeded as exc:
+        return DeployResult(ok=False, reason=f"{exc} after {timeout_s:g}s", build=build)
+    return _deployment_outcome(deployment, build)
+
+
+def _report(term: Terminal, result: DeployResult) -> int:
+    if not result.ok:
+        term.error(result.reason or "deployment failed")
+        return 1
+    term.success(f"Live at {result.url}" if result.url else "Deployment active")
+    return 0
+
+
+async def deploy(
+    client: LaunchdeckClient,
+    term: Terminal,
+    *,
+    project: str,
+    ref: str | None,
+    wait: bool,
+    timeout_s: float,
+) -> int:
+    if not wait:
+        build = await client.trigger_build(project, ref=ref)
+        term.info(f"Build #{build.get('number')} {build['id']} {build.get('status', 'queued')}")
+        term.info(f"Follow it with: launchdeck logs {build['id']} -f")
+        return 0
+    return _report(
+        term, await deploy_and_follow(client, term, project=project, ref=ref, timeout_s=timeout_s)
+    )
+
+
+async def rollback(
+    client: LaunchdeckClient, term: Terminal, *, project: str, timeout_s: float
+) -> int:
+    deployment = await client.rollback(project)
+    term.info(
+        f"Rolling back {project}: deployment {deployment['id']} "
+        f"of build {deployment.get('build_id')}"
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        settled = await wait_for_deployment(client, term, str(deployment["id"]), deadline=deadline)
+    except DeadlineExceeded as exc:
+        term.error(f"{exc} after {timeout_s:g}s")
+        return 1
+    return _report(term, _deployment_outcome(settled))

@@ -1,0 +1,151 @@
+"""The dev state directory: `dev.json`, the secret key, the lock, and stable port choices.
+
+`dev.json` is how scripts (and the client commands) find a running `launchdeck dev`: it holds
+`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url` and the ports
+chosen, which the next run reuses when they are free so URLs stay the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from launchdeck.cli.embedded import free_port, port_is_free
+
+DEFAULT_STATE_DIR = ".launchdeck"
+# Standard ports of Postgres, NATS, HTTP(S) and Caddy's admin API: possibly taken, never used.
+RESERVED_PORTS = frozenset({80, 443, 2019, 4222, 5432})
+
+
+def state_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """`LAUNCHDECK_STATE_DIR`, else `.launchdeck/` in the current directory (absolute)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("LAUNCHDECK_STATE_DIR") or DEFAULT_STATE_DIR).expanduser().resolve()
+
+
+def dev_json_path(directory: Path) -> Path:
+    return directory / "dev.json"
+
+
+@dataclass(frozen=True)
+class DevInfo:
+    """The content of `dev.json`."""
+
+    api_url: str
+    edge_url: str
+    admin_token: str
+    database_url: str
+    nats_url: str
+    state_dir: str
+    ports: dict[str, int] = field(default_factory=dict)
+    pid: int | None = None
+    nats_pid: int | None = None
+    example_url: str | None = None
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """Write atomically (temp file + rename) with mode 0600: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_dev_json(path: Path, info: DevInfo) -> None:
+    data = {k: v for k, v in asdict(info).items() if v is not None}
+    write_private_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_dev_json(path: Path) -> dict[str, Any]:
+    """The recorded state, or `{}` when missing or unreadable (a fresh start)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def recorded_ports(data: Mapping[str, Any]) -> dict[str, int]:
+    ports = data.get("ports")
+    if not isinstance(ports, dict):
+        return {}
+    return {str(k): v for k, v in ports.items() if isinstance(v, int)}
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The operator secret (signs tokens); created once with mode 0600 and reused after."""
+    if path.exists():
+        secret = path.read_text().strip()
+        if secret:
+            return secret
+    secret = secrets.token_urlsafe(48)
+    write_private_file(path, secret + "\n")
+    return secret
+
+
+def choose_port(
+    candidates: Iterable[int | None],
+    *,
+    taken: set[int],
+    host: str = "127.0.0.1",
+) -> int:
+    """The first candidate that is free (and not reserved or already taken), else a free port.
+
+    The chosen port is added to `taken` so the caller's next choice differs.
+    """
+    for port in candidates:
+        if port is None or port in RESERVED_PORTS or port in taken or not 0 < port < 65536:
+            continue
+        if port_is_free(port, host):
+            taken.add(port)
+            return port
+    while True:
+        port = free_port(host)
+        if port not in RESERVED_PORTS and port not in taken:
+            taken.add(port)
+            return port
+
+
+class StateDirBusy(Exception):
+    """Another `launchdeck dev` holds the state directory."""
+
+
+@contextlib.contextmanager
+def dev_lock(directory: Path) -> Iterator[None]:
+    """Exclusive use of the state directory; the kernel drops the lock if we die."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "dev.lock"
+    handle = open(path, "a+")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise StateDirBusy(
+                f"another `launchdeck dev` (pid {holder}) is using {directory}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()

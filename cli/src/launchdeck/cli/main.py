@@ -1,0 +1,209 @@
+"""`launchdeck` command line: argument parsing and dispatch; the work is in `commands` and `dev`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from launchdeck.cli import commands
+from launchdeck.cli.client import ApiError, ApiUnreachable, Json, LaunchdeckClient
+from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
+from launchdeck.cli.output import Terminal
+
+DESCRIPTION = """\
+Launchdeck: deploy git repositories to a self-hosted platform.
+
+Run `launchdeck dev` to start the whole platform locally; the other commands talk to its API
+(found through --api-url/--token, LAUNCHDECK_API_URL/LAUNCHDECK_TOKEN, or the dev.json that
+`launchdeck dev` writes in LAUNCHDECK_STATE_DIR, default ./.launchdeck)."""
+
+EXAMPLES = """\
+examples:
+  launchdeck dev
+  launchdeck projects create blog https://github.com/me/blog.git --output-dir public
+  launchdeck deploy blog --ref main
+  launchdeck logs 3f6c... -f
+  launchdeck rollback blog"""
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    # SUPPRESS lets the options be given before or after the sub-command.
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection")
+    group.add_argument(
+        "--api-url", default=argparse.SUPPRESS, help="control-api base URL (env LAUNCHDECK_API_URL)"
+    )
+    group.add_argument(
+        "--token", default=argparse.SUPPRESS, help="API token (env LAUNCHDECK_TOKEN)"
+    )
+    return common
+
+
+def _add_timeout(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=commands.DEFAULT_DEPLOY_TIMEOUT_S,
+        metavar="SECONDS",
+        help=help_text + " (default: %(default)g)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _connection_options()
+    parser = argparse.ArgumentParser(
+        prog="launchdeck",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    dev = sub.add_parser(
+        "dev",
+        help="run the whole platform locally (what `make dev` runs)",
+        description="Start Postgres, NATS, the four services and Caddy on free ports, deploy "
+        "the bundled example and print the URLs. Ctrl-C stops everything.",
+    )
+    dev.add_argument(
+        "--no-example", action="store_true", help="do not deploy the bundled example site"
+    )
+
+    projects = sub.add_parser("projects", help="create and list projects")
+    projects_sub = projects.add_subparsers(dest="projects_command", metavar="ACTION", required=True)
+    create = projects_sub.add_parser("create", parents=[common], help="create a project")
+    create.add_argument("name", help="project name: a slug such as my-site")
+    create.add_argument("repo_url", help="git URL (or a local path when the worker allows it)")
+    create.add_argument("--branch", help="branch to deploy (default: main)")
+    create.add_argument("--root-dir", help="directory of the app inside the repository")
+    create.add_argument("--install-command", help="install command override")
+    create.add_argument("--build-command", help="build command override")
+    create.add_argument("--output-dir", help="directory of the built static site")
+    create.add_argument(
+        "--domain",
+        action="append",
+        default=[],
+        dest="domains",
+        metavar="DOMAIN",
+        help="extra domain served by this project (repeatable)",
+    )
+    projects_sub.add_parser("list", parents=[common], help="list projects")
+
+    deploy = sub.add_parser(
+        "deploy",
+        parents=[common],
+        help="build and deploy a project, following the log",
+        description="Trigger a build, print its log live, wait until the deployment is "
+        "active and print its URL. Exits non-zero when the build or the deployment fails.",
+    )
+    deploy.add_argument("project", help="project name or id")
+    deploy.add_argument("--ref", help="branch, tag or commit (default: the project branch)")
+    deploy.add_argument(
+        "--no-wait", action="store_true", help="trigger the build and return at once"
+    )
+    _add_timeout(deploy, "how long to wait for the deployment after the build")
+
+    logs = sub.add_parser("logs", parents=[common], help="print a build's log")
+    logs.add_argument("build_id", help="build id")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="stream the log live until the build ends"
+    )
+
+    rollback = sub.add_parser(
+        "rollback", parents=[common], help="re-activate the previous production deployment"
+    )
+    rollback.add_argument("project", help="project name or id")
+    _add_timeout(rollback, "how long to wait")
+    return parser
+
+
+def _build_overrides(args: argparse.Namespace) -> Json:
+    fields = ("root_dir", "install_command", "build_command", "output_dir")
+    return {name: getattr(args, name) for name in fields if getattr(args, name)}
+
+
+ClientCommand = Callable[[LaunchdeckClient, Terminal], Awaitable[int]]
+
+
+def _client_command(args: argparse.Namespace) -> ClientCommand:
+    match args.command:
+        case "projects" if args.projects_command == "create":
+            return lambda c, t: commands.projects_create(
+                c,
+                t,
+                name=args.name,
+                repo_url=args.repo_url,
+                branch=args.branch,
+                build=_build_overrides(args),
+                domains=args.domains,
+            )
+        case "projects":
+            return commands.projects_list
+        case "deploy":
+            return lambda c, t: commands.deploy(
+                c,
+                t,
+                project=args.project,
+                ref=args.ref,
+                wait=not args.no_wait,
+                timeout_s=args.timeout,
+            )
+        case "logs":
+            return lambda c, t: commands.logs(c, t, build_id=args.build_id, follow=args.follow)
+        case "rollback":
+            return lambda c, t: commands.rollback(
+                c, t, project=args.project, timeout_s=args.timeout
+            )
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+async def _run_client(config: ClientConfig, command: ClientCommand, term: Terminal) -> int:
+    async with LaunchdeckClient(config.api_url, config.token) as client:
+        return await command(client, term)
+
+
+def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Parse `argv`, run the command, return the exit code (errors are printed, not raised)."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    if args.command == "dev":
+        from launchdeck.cli.dev import DevOptions, run_dev
+
+        return asyncio.run(run_dev(DevOptions(deploy_example=not args.no_example)))
+
+    term = Terminal()
+    try:
+        config = resolve_config(
+            api_url=getattr(args, "api_url", None),
+            token=getattr(args, "token", None),
+            environ=env,
+        )
+    except ConfigError as exc:
+        term.error(str(exc))
+        return 1
+    try:
+        return asyncio.run(_run_client(config, _client_command(args), term))
+    except ApiError as exc:
+        term.problem(exc)
+        return 1
+    except ApiUnreachable as exc:
+        hint = " (is `launchdeck dev` running?)" if config.api_url_source.endswith(".json") else ""
+        term.error(f"{exc}{hint}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def main() -> None:
+    try:
+        sys.exit(run())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

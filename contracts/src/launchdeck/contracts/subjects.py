@@ -1,0 +1,91 @@
+"""NATS subjects, stream, consumer, object-store and KV names: the one place they are spelled.
+
+Services import these constants; no subject is written as a string literal anywhere else.
+An operator can read every one of them with the NATS CLI (see docs/nats.md).
+"""
+
+from __future__ import annotations
+
+# --- work queues (commands) -------------------------------------------------------------
+STREAM_BUILDS = "BUILDS"
+SUBJECT_BUILD_JOBS = "ld.jobs.build"
+
+STREAM_DEPLOYS = "DEPLOYS"
+SUBJECT_DEPLOY_JOBS = "ld.jobs.deploy"
+
+STREAM_GENERATIONS = "GENERATIONS"
+SUBJECT_GENERATION_JOBS = "ld.jobs.generate"
+
+# --- events (status changes) ------------------------------------------------------------
+STREAM_EVENTS = "EVENTS"
+SUBJECT_EVENTS_ALL = "ld.events.>"
+SUBJECT_BUILD_EVENTS_PREFIX = "ld.events.build"
+SUBJECT_DEPLOYMENT_EVENTS_PREFIX = "ld.events.deployment"
+SUBJECT_GENERATION_EVENTS_PREFIX = "ld.events.generation"
+
+# --- logs -------------------------------------------------------------------------------
+STREAM_LOGS = "LOGS"
+SUBJECT_LOGS_ALL = "ld.logs.>"
+SUBJECT_BUILD_LOGS_PREFIX = "ld.logs.build"
+
+# --- JetStream advisories (published by the NATS server itself) ---------------------------
+ADVISORY_MAX_DELIVERIES_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+# --- durable consumers --------------------------------------------------------------------
+CONSUMER_BUILD_WORKERS = "build-workers"
+CONSUMER_DEPLOY_ENGINES = "deploy-engines"
+CONSUMER_GENERATORS = "generators"
+CONSUMER_CONTROL_API_EVENTS = "control-api-events"
+
+# --- core NATS queue groups (one member of the group gets each message) -------------------
+QUEUE_CONTROL_API = "control-api"
+
+# --- object stores and KV -----------------------------------------------------------------
+OBJECT_STORE_ARTIFACTS = "artifacts"
+OBJECT_STORE_EXPORTS = "exports"
+KV_LEASES = "leases"
+
+# --- service names: NATS connection names, and micro-service names (nats micro ls) ---------------
+# The control-api serves HTTP; its name only labels its NATS connection.
+SERVICE_CONTROL_API = "launchdeck-control-api"
+SERVICE_BUILD_WORKER = "launchdeck-build-worker"
+SERVICE_DEPLOY_ENGINE = "launchdeck-deploy-engine"
+SERVICE_GENERATOR = "launchdeck-generator"
+
+
+def service_status_subject(service: str) -> str:
+    """`ld.svc.<service>.status`: each worker's status endpoint (next to PING/INFO/STATS)."""
+    return f"ld.svc.{service}.status"
+
+
+def build_event_subject(project_id: str, build_id: str) -> str:
+    """`ld.events.build.<project>.<build>`; a project's builds: `ld.events.build.<project>.*`."""
+    return f"{SUBJECT_BUILD_EVENTS_PREFIX}.{project_id}.{build_id}"
+
+
+def deployment_event_subject(project_id: str, deployment_id: str) -> str:
+    return f"{SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.{project_id}.{deployment_id}"
+
+
+def project_events_filter(project_id: str) -> list[str]:
+    """Subjects carrying every event of one project (for `project:<id>:events`)."""
+    return [
+        f"{SUBJECT_BUILD_EVENTS_PREFIX}.{project_id}.*",
+        f"{SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.{project_id}.*",
+    ]
+
+
+def generation_event_subject(job_id: str) -> str:
+    return f"{SUBJECT_GENERATION_EVENTS_PREFIX}.{job_id}"
+
+
+def build_log_subject(build_id: str) -> str:
+    """`ld.logs.build.<build>`: every log batch of one build, all attempts, in order."""
+    return f"{SUBJECT_BUILD_LOGS_PREFIX}.{build_id}"
+
+
+def max_deliveries_advisory_subject(stream: str, consumer: str) -> str:
+    """`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`: the server stopped
+    redelivering a message of `consumer` (JSON body: `stream`, `consumer`, `stream_seq`,
+    `deliveries`); the message stays in a work-queue stream until deleted."""
+    return f"{ADVISORY_MAX_DELIVERIES_PREFIX}.{stream}.{consumer}"

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# launchdeck-control-api, built from the repository root:
+#   docker build -f deploy/docker/control-api.Dockerfile -t launchdeck/control-api .
+# Only this service's dependencies are installed (uv workspace member launchdeck-control-api).
+
+FROM python:3.11-slim AS build
+# The same uv line as the lock file was made with (installed from PyPI).
+RUN pip install --no-cache-dir 'uv>=0.13,<0.14'
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+# Dependencies first (cached while only the source changes).
+COPY pyproject.toml uv.lock ./
+COPY contracts/pyproject.toml contracts/
+COPY libs/pyproject.toml libs/
+COPY cli/pyproject.toml cli/
+COPY services/control-api/pyproject.toml services/control-api/
+COPY services/build-worker/pyproject.toml services/build-worker/
+COPY services/deploy-engine/pyproject.toml services/deploy-engine/
+COPY services/generator/pyproject.toml services/generator/
+RUN uv sync --frozen --no-dev --no-install-workspace --package launchdeck-control-api
+COPY contracts contracts
+COPY libs libs
+COPY services/control-api services/control-api
+RUN uv sync --frozen --no-dev --no-editable --package launchdeck-control-api
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 launchdeck
+COPY --from=build /app/.venv /app/.venv
+ENV PATH=/app/.venv/bin:$PATH LAUNCHDECK_STATE_DIR=/data LAUNCHDECK_LOG_FORMAT=json
+EXPOSE 8080
+ENV LAUNCHDECK_API_HOST=0.0.0.0
+RUN mkdir -p /data && chown launchdeck /data
+USER launchdeck
+VOLUME /data
+STOPSIGNAL SIGTERM
+CMD ["launchdeck-control-api"]

@@ -1,0 +1,62 @@
+"""Riding out a dependency's outage in a loop that keeps retrying.
+
+An `Outage` logs one warning when trouble starts (not one per failed try), spaces the tries with
+bounded exponential backoff, and logs once when the dependency works again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class Outage:
+    """The current outage (if any) of `what`, as seen by one retrying loop."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        first_delay_s: float = 0.2,
+        max_delay_s: float = 5.0,
+        **ids: str,
+    ) -> None:
+        self._what = what
+        self._ids = ids
+        self._first_delay_s = first_delay_s
+        self._max_delay_s = max_delay_s
+        self._next_delay_s = first_delay_s
+        self._since: float | None = None
+
+    def failed(self, error: BaseException | str) -> None:
+        """Record a failure; only the first one of an outage is logged."""
+        if self._since is None:
+            self._since = time.monotonic()
+            log.warning("outage_began", what=self._what, error=_describe(error), **self._ids)
+
+    async def backoff(self, error: BaseException | str) -> None:
+        """Record a failure and wait before the next try (0.2 s, 0.4 s, … up to 5 s)."""
+        self.failed(error)
+        delay = self._next_delay_s
+        self._next_delay_s = min(delay * 2, self._max_delay_s)
+        await asyncio.sleep(delay)
+
+    def over(self) -> None:
+        """The dependency works again: log the end of the outage (if there was one), reset."""
+        if self._since is not None:
+            lasted_s = round(time.monotonic() - self._since, 1)
+            log.info("outage_ended", what=self._what, lasted_s=lasted_s, **self._ids)
+        self._since = None
+        self._next_delay_s = self._first_delay_s
+
+
+def _describe(error: BaseException | str) -> str:
+    if isinstance(error, str):
+        return error
+    # Several nats-py errors have an empty str(); the class name says what happened.
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

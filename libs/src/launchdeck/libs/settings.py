@@ -1,0 +1,65 @@
+"""Reading typed settings from environment variables.
+
+Each service defines one frozen dataclass of its settings (documented in docs/configuration.md)
+and builds it with these helpers, so a missing or malformed variable fails at start-up with the
+variable's name in the message.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class SettingsError(ValueError):
+    """A required variable is missing or a value does not parse."""
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise SettingsError(f"environment variable {name} is required")
+        return default
+    return value
+
+
+def env_opt(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"environment variable {name} must be a boolean, got {raw!r}")
+
+
+def nats_url() -> str:
+    """`NATS_URL`, shared by every service."""
+    return env_str("NATS_URL", "nats://127.0.0.1:4222")

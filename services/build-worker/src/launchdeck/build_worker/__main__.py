@@ -1,0 +1,3 @@
+from launchdeck.build_worker.main import main
+
+main()

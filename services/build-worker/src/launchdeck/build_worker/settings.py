@@ -1,0 +1,75 @@
+"""build-worker settings, from environment variables (docs/configuration.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launchdeck.libs.settings import (
+    SettingsError,
+    env_bool,
+    env_float,
+    env_int,
+    env_opt,
+    env_str,
+    nats_url,
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str
+    build_dir: Path  # one scratch directory per build attempt lives under here
+    allow_local_repos: bool  # local paths / file:// read the worker's own disk: opt-in only
+    concurrency: int
+    timeout_s: int  # clone + install + build, per build; a project's config.timeout_s overrides
+    log_max_bytes: int
+    # JetStream AckWait of the build jobs: a job whose worker died (no heartbeat) is
+    # redelivered this long after its last heartbeat.
+    ack_wait_s: float = 30.0
+    # Sent only to `git_token_hosts`, as an HTTP header through git's environment; never logged.
+    git_token: str | None = field(default=None, repr=False)
+    git_token_hosts: tuple[str, ...] = ("github.com",)
+    # Dependency cache (cache.py): None turns it off. Local to this worker, best effort.
+    cache_dir: Path | None = None
+    cache_keep: int = 2  # entries (lock-file states) kept per project
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        state_dir = Path(env_str("LAUNCHDECK_STATE_DIR", ".launchdeck"))
+        concurrency = env_int("LAUNCHDECK_BUILD_CONCURRENCY", 1)
+        timeout_s = env_int("LAUNCHDECK_BUILD_TIMEOUT_S", 1800)
+        log_max_bytes = env_int("LAUNCHDECK_LOG_MAX_BYTES", 10 * 1024 * 1024)
+        cache_keep = env_int("LAUNCHDECK_BUILD_CACHE_KEEP", 2)
+        ack_wait_s = env_float("LAUNCHDECK_BUILD_ACK_WAIT_S", 30.0)
+        if ack_wait_s < 1:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_BUILD_ACK_WAIT_S must be at least 1"
+            )
+        for name, value in (
+            ("LAUNCHDECK_BUILD_CONCURRENCY", concurrency),
+            ("LAUNCHDECK_BUILD_TIMEOUT_S", timeout_s),
+            ("LAUNCHDECK_LOG_MAX_BYTES", log_max_bytes),
+            ("LAUNCHDECK_BUILD_CACHE_KEEP", cache_keep),
+        ):
+            if value < 1:
+                raise SettingsError(f"environment variable {name} must be at least 1")
+        hosts = env_str("LAUNCHDECK_GIT_TOKEN_HOSTS", "github.com")
+        cache_dir = (
+            Path(env_str("LAUNCHDECK_BUILD_CACHE_DIR", str(state_dir / "build-cache"))).absolute()
+            if env_bool("LAUNCHDECK_BUILD_CACHE", True)
+            else None
+        )
+        return cls(
+            nats_url=nats_url(),
+            build_dir=Path(env_str("LAUNCHDECK_BUILD_DIR", str(state_dir / "builds"))).absolute(),
+            allow_local_repos=env_bool("LAUNCHDECK_ALLOW_LOCAL_REPOS", False),
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            log_max_bytes=log_max_bytes,
+            ack_wait_s=ack_wait_s,
+            git_token=env_opt("LAUNCHDECK_GIT_TOKEN"),
+            git_token_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            cache_dir=cache_dir,
+            cache_keep=cache_keep,
+        )

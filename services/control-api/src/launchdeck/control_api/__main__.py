@@ -1,0 +1,3 @@
+from launchdeck.control_api.main import main
+
+main()

@@ -1,0 +1,81 @@
+"""The aiohttp application: routes, middlewares and background tasks, over given resources.
+
+`create_app` takes its resources (pool, NATS) rather than opening them, so `main` owns their
+lifetime and tests can run the very same application in-process against their own servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+from aiohttp import web
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from launchdeck.control_api.auth import auth_middleware
+from launchdeck.control_api.builds_http import setup_build_routes
+from launchdeck.control_api.deployments_http import setup_deployment_routes
+from launchdeck.control_api.events import EventsConsumer
+from launchdeck.control_api.keys import JS, NC, POOL, SETTINGS
+from launchdeck.control_api.log_sweep import LogSweeper
+from launchdeck.control_api.logs_http import setup_log_routes
+from launchdeck.control_api.max_deliveries import MaxDeliveriesWatcher
+from launchdeck.control_api.metrics import METRICS, Metrics, metrics_middleware
+from launchdeck.control_api.problems import problems_middleware
+from launchdeck.control_api.projects_http import setup_project_routes
+from launchdeck.control_api.settings import Settings
+from launchdeck.control_api.system_http import setup_system_routes
+from launchdeck.control_api.ws import setup_ws_routes
+from launchdeck.libs.outbox import OutboxRelay
+
+# The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
+# sweeper): `main` watches them and exits when one dies, so the process supervisor restarts
+# the service.
+BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background")
+
+
+def create_app(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    nc: Client,
+    js: JetStreamContext,
+    *,
+    background_tasks: bool = True,
+) -> web.Application:
+    # Order: metrics sees the final status, problems turns every error into problem+json,
+    # auth runs inside so its 401s are problems too.
+    app = web.Application(middlewares=[metrics_middleware, problems_middleware, auth_middleware])
+    app[SETTINGS] = settings
+    app[POOL] = pool
+    app[NC] = nc
+    app[JS] = js
+    app[METRICS] = Metrics()
+    app[BACKGROUND] = []
+    setup_system_routes(app)
+    setup_project_routes(app)
+    setup_build_routes(app)
+    setup_deployment_routes(app)
+    setup_log_routes(app)
+    setup_ws_routes(app)
+    if background_tasks:
+        app.cleanup_ctx.append(_run_background_tasks)
+    return app
+
+
+async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
+    pool, nc, js, metrics = app[POOL], app[NC], app[JS], app[METRICS]
+    relay = OutboxRelay(pool, js)
+    consumer = EventsConsumer(pool, js, metrics)
+    watcher = MaxDeliveriesWatcher(pool, nc, js, metrics)
+    sweeper = LogSweeper(pool, js, metrics, interval_s=app[SETTINGS].log_sweep_interval_s)
+    tasks = app[BACKGROUND]
+    tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+    tasks.append(asyncio.create_task(consumer.run(), name="events-consumer"))
+    tasks.append(asyncio.create_task(watcher.run(), name="max-deliveries-watcher"))
+    tasks.append(asyncio.create_task(sweeper.run(), name="log-sweeper"))
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

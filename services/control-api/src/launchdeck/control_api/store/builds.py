@@ -1,0 +1,141 @@
+"""The `builds` table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from launchdeck.contracts.messages import BUILD_TERMINAL, Artifact
+from launchdeck.control_api.models import Build, from_record
+
+COLUMNS = ", ".join(Build.__struct_fields__)
+
+
+async def insert(
+    conn: Any,
+    *,
+    build_id: uuid.UUID,
+    project_id: uuid.UUID,
+    number: int,
+    ref: str,
+    trigger: str,
+    deploy: bool,
+    environment: str,
+) -> Build:
+    row = await conn.fetchrow(
+        f"""INSERT INTO builds (id, project_id, number, ref, trigger, deploy, environment)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            RETURNING {COLUMNS}""",
+        build_id,
+        project_id,
+        number,
+        ref,
+        trigger,
+        deploy,
+        environment,
+    )
+    return from_record(Build, row)
+
+
+async def get(conn: Any, build_id: uuid.UUID, *, for_update: bool = False) -> Build | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM builds WHERE id = $1{lock}", build_id)
+    return None if row is None else from_record(Build, row)
+
+
+async def list_page(
+    conn: Any, project_id: uuid.UUID, *, limit: int, before_number: int | None
+) -> list[Build]:
+    """A project's builds, newest (highest number) first."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM builds
+            WHERE project_id = $1 AND ($2::int IS NULL OR number < $2)
+            ORDER BY number DESC
+            LIMIT $3""",
+        project_id,
+        before_number,
+        limit,
+    )
+    return [from_record(Build, r) for r in rows]
+
+
+async def apply_status(
+    conn: Any,
+    build_id: uuid.UUID,
+    *,
+    status: str,
+    step: str | None,
+    attempt: int,
+    error: str | None,
+    commit_sha: str | None,
+    commit_message: str | None,
+    artifact: Artifact | None,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+) -> Build:
+    """Record a status change; fields the event leaves out keep their value (the step too,
+    when the build failed: it says where)."""
+    row = await conn.fetchrow(
+        f"""UPDATE builds SET
+                status = $2,
+                step = CASE WHEN $2 = 'failed' THEN COALESCE($3, step) ELSE $3 END,
+                attempt = $4,
+                error = COALESCE($5, error),
+                commit_sha = COALESCE($6, commit_sha),
+                commit_message = COALESCE($7, commit_message),
+                artifact_key = COALESCE($8, artifact_key),
+                artifact_sha256 = COALESCE($9, artifact_sha256),
+                artifact_size = COALESCE($10, artifact_size),
+                artifact_kind = COALESCE($11, artifact_kind),
+                start_command = COALESCE($12, start_command),
+                health_path = COALESCE($13, health_path),
+                started_at = COALESCE(started_at, $14),
+                finished_at = COALESCE($15, finished_at)
+            WHERE id = $1
+            RETURNING {COLUMNS}""",
+        build_id,
+        status,
+        step,
+        attempt,
+        error,
+        commit_sha,
+        commit_message,
+        artifact.key if artifact else None,
+        artifact.sha256 if artifact else None,
+        artifact.size if artifact else None,
+        artifact.kind if artifact else None,
+        artifact.start_command if artifact else None,
+        artifact.health_path if artifact else None,
+        started_at,
+        finished_at,
+    )
+    return from_record(Build, row)
+
+
+async def set_deployment(conn: Any, build_id: uuid.UUID, deployment_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE builds SET deployment_id = $2 WHERE id = $1", build_id, deployment_id
+    )
+
+
+async def count_by_status(conn: Any) -> dict[str, int]:
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM builds GROUP BY status")
+    return {r["status"]: r["n"] for r in rows}
+
+
+async def finished_without_log(conn: Any, *, min_age_s: float, limit: int) -> list[Build]:
+    """Finished builds (the oldest first) that finished over `min_age_s` ago and whose log
+    was never archived."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM builds b
+            WHERE b.status = ANY($3::text[])
+              AND b.finished_at < now() - make_interval(secs => $1)
+              AND NOT EXISTS (SELECT 1 FROM build_logs l WHERE l.build_id = b.id)
+            ORDER BY b.finished_at
+            LIMIT $2""",
+        min_age_s,
+        limit,
+        sorted(BUILD_TERMINAL),
+    )
+    return [from_record(Build, r) for r in rows]

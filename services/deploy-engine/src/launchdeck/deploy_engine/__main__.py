@@ -1,0 +1,3 @@
+from launchdeck.deploy_engine.main import main
+
+main()

@@ -1,0 +1,191 @@
+"""Caddy JSON for the edge: the `launchdeck` server and one route per site (pure functions).
+
+Layout of the server's routes:
+
+    [ {@id launchdeck-sites: subroute [ preview path routes..., project/preview host routes... ]},
+      {@id launchdeck-fallback: 404 "no site here"} ]
+
+Every site route carries an `@id`, so one site is added or replaced through `/id/<id>` without
+touching the others (activation cost does not grow with the number of projects). Path-based
+preview routes go first in the subroute so they win over a host route on the same host.
+
+A static site is served from its release directory with: exact file, then `<path>/index.html`;
+otherwise the release's `404.html` with status 404 when it has one, else `/index.html` (SPA
+fallback). Whether a 404.html exists is checked by Caddy per request, so the route does not
+depend on the release's content and a symlink swap alone changes what is served.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SERVER_NAME = "launchdeck"
+SITES_ID = "launchdeck-sites"
+FALLBACK_ID = "launchdeck-fallback"
+PROJECT_HEADER = "X-Launchdeck-Project"
+BUILD_HEADER = "X-Launchdeck-Build"
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+NO_CACHE = "no-cache"
+
+Json = dict[str, Any]
+
+
+def project_route_id(project: str) -> str:
+    return f"project-{project}"
+
+
+def preview_host_route_id(project: str, build_id: str) -> str:
+    return f"preview-{project}-{build_id}"
+
+
+def preview_path_route_id(project: str, build_id: str) -> str:
+    return f"preview-path-{project}-{build_id}"
+
+
+def project_hosts(project: str, base_domain: str, domains: list[str]) -> list[str]:
+    hosts = [f"{project}.{base_domain}"]
+    for domain in domains:
+        host = domain.strip().lower().rstrip(".")
+        if host and host not in hosts:
+            hosts.append(host)
+    return hosts
+
+
+def preview_host(project: str, build_id: str, base_domain: str) -> str:
+    return f"{build_id[:8].lower()}-{project}.{base_domain}"
+
+
+def preview_path(build_id: str) -> str:
+    return f"/preview/{build_id}"
+
+
+def server_config(listen: str) -> Json:
+    return {
+        "listen": [listen],
+        "automatic_https": {"disable": True},
+        "routes": [
+            {"@id": SITES_ID, "handle": [{"handler": "subroute", "routes": []}]},
+            {
+                "@id": FALLBACK_ID,
+                "handle": [
+                    {
+                        "handler": "static_response",
+                        "status_code": 404,
+                        "headers": {"Content-Type": ["text/plain; charset=utf-8"]},
+                        "body": "No site is deployed at this address.\n",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def initial_config(admin_listen: str, listen: str, storage_dir: Path) -> Json:
+    """The whole config of a Caddy the engine starts itself (admin on a unix socket only)."""
+    return {
+        "admin": {"listen": admin_listen, "config": {"persist": False}},
+        # Warnings and errors only: the admin API logs every request at INFO.
+        "logging": {"logs": {"default": {"level": "WARN"}}},
+        "storage": {"module": "file_system", "root": str(storage_dir)},
+        "apps": {"http": {"servers": {SERVER_NAME: server_config(listen)}}},
+    }
+
+
+def _set_header(name: str, value: str) -> Json:
+    return {"handler": "headers", "response": {"set": {name: [value]}}}
+
+
+def static_site_handlers(root: Path, headers: dict[str, str]) -> list[Json]:
+    """Handlers serving the static release at `root` (see the module doc for the rules)."""
+    file_root = str(root)
+    ident = [_set_header(k, v) for k, v in headers.items()]
+    return [
+        {
+            "handler": "subroute",
+            "routes": [
+                {
+                    "handle": [
+                        *ident,
+                        {
+                            "handler": "encode",
+                            "encodings": {"zstd": {}, "gzip": {}},
+                            "prefer": ["zstd", "gzip"],
+                        },
+                    ]
+                },
+                {
+                    "match": [
+                        {
+                            "file": {
+                                "root": file_root,
+                                "try_files": [
+                                    "{http.request.uri.path}",
+                                    "{http.request.uri.path}/index.html",
+                                ],
+                            }
+                        }
+                    ],
+                    "handle": [{"handler": "rewrite", "uri": "{http.matchers.file.relative}"}],
+                },
+                {
+                    "match": [{"path": ["/assets/*"]}],
+                    "handle": [_set_header("Cache-Control", IMMUTABLE)],
+                },
+                {
+                    "match": [{"path": ["*.html", "*/"]}],
+                    "handle": [_set_header("Cache-Control", NO_CACHE)],
+                },
+                {"handle": [{"handler": "file_server", "root": file_root, "pass_thru": True}]},
+                {
+                    "match": [{"file": {"root": file_root, "try_files": ["/404.html"]}}],
+                    "terminal": True,
+                    "handle": [
+                        {"handler": "rewrite", "uri": "/404.html"},
+                        _set_header("Cache-Control", NO_CACHE),
+                        {"handler": "file_server", "root": file_root, "status_code": 404},
+                    ],
+                },
+                {
+                    "handle": [
+                        {"handler": "rewrite", "uri": "/index.html"},
+                        _set_header("Cache-Control", NO_CACHE),
+                        {"handler": "file_server", "root": file_root},
+                    ]
+                },
+            ],
+        }
+    ]
+
+
+def project_route(project: str, hosts: list[str], current: Path) -> Json:
+    """The production route: the project's hosts serve whatever `current` points at."""
+    return {
+        "@id": project_route_id(project),
+        "match": [{"host": hosts}],
+        "terminal": True,
+        "handle": static_site_handlers(current, {PROJECT_HEADER: project}),
+    }
+
+
+def preview_host_route(project: str, build_id: str, host: str, release: Path) -> Json:
+    return {
+        "@id": preview_host_route_id(project, build_id),
+        "match": [{"host": [host]}],
+        "terminal": True,
+        "handle": static_site_handlers(release, {PROJECT_HEADER: project, BUILD_HEADER: build_id}),
+    }
+
+
+def preview_path_route(project: str, build_id: str, release: Path) -> Json:
+    prefix = preview_path(build_id)
+    return {
+        "@id": preview_path_route_id(project, build_id),
+        "match": [{"path": [prefix, f"{prefix}/*"]}],
+        "terminal": True,
+        "handle": [
+            {"handler": "rewrite", "strip_path_prefix": prefix},
+            *static_site_handlers(release, {PROJECT_HEADER: project, BUILD_HEADER: build_id}),
+        ],
+    }

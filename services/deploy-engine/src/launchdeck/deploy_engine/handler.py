@@ -1,0 +1,249 @@
+"""Handling one DeployRequested: make a build's release the one an environment serves.
+
+activating → (fetch artifact → verify sha256 → extract, unless the release is already on disk,
+which is how a rollback works) → production: swap `current` and make sure the project's route
+exists; preview: add the preview's routes → check through the edge that it answers → active
+with its URL. Any failure leaves the previous release serving and reports `failed` with a
+readable reason. Old releases are pruned afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nats.js import JetStreamContext
+from nats.js.errors import BadObjectMetaError, DigestMismatchError, ObjectNotFoundError
+
+from launchdeck.contracts.codec import encode
+from launchdeck.contracts.messages import DeploymentStatus, DeploymentStatusChanged, DeployRequested
+from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, deployment_event_subject
+from launchdeck.deploy_engine.edge_probe import EdgeProbe
+from launchdeck.deploy_engine.extract import Limits, ReleaseArchiveError, extract_release
+from launchdeck.deploy_engine.releases import (
+    InvalidName,
+    ReleaseStore,
+    check_build_id,
+    check_project_name,
+)
+from launchdeck.deploy_engine.sites import Sites
+from launchdeck.libs.jobs import Delivery, Outcome
+from launchdeck.libs.logging import bind_ids, get_logger
+from launchdeck.libs.objects import download
+
+log = get_logger(__name__)
+
+# index.html up to this size is compared byte for byte with what the edge serves.
+MAX_COMPARED_INDEX = 4 * 1024 * 1024
+
+
+class DeployFailed(Exception):
+    """A permanent failure with a reason meant for the user."""
+
+
+class DeployHandler:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        store: ReleaseStore,
+        sites: Sites,
+        probe: EdgeProbe,
+        *,
+        site_url: Callable[[str], str],
+        limits: Limits | None = None,
+        keep_releases: int = 10,
+        verify_timeout_s: float = 5.0,
+    ) -> None:
+        self.js = js
+        self.store = store
+        self.sites = sites
+        self.probe = probe
+        self.site_url = site_url
+        self.limits = limits or Limits()
+        self.keep_releases = keep_releases
+        self.verify_timeout_s = verify_timeout_s
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.in_flight = 0
+        self.activated = 0
+        self.failed = 0
+
+    def status(self) -> dict[str, object]:
+        return {"in_flight": self.in_flight, "activated": self.activated, "failed": self.failed}
+
+    async def handle_deploy(self, cmd: DeployRequested, delivery: Delivery) -> Outcome:
+        bind_ids(deployment_id=cmd.deployment_id, project_id=cmd.project_id, build_id=cmd.build_id)
+        self.in_flight += 1
+        try:
+            return await self._handle(cmd, delivery)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, cmd: DeployRequested, delivery: Delivery) -> Outcome:
+        started = time.monotonic()
+        await self._publish(cmd, "activating")
+        try:
+            check_project_name(cmd.project_name)
+            check_build_id(cmd.build_id)
+            lock = self._locks.setdefault(cmd.project_name, asyncio.Lock())
+            async with lock:
+                url = await self._activate(cmd)
+                await self._publish(cmd, "active", url=url)
+                self.activated += 1
+                log.info(
+                    "deployment_active",
+                    url=url,
+                    environment=cmd.environment,
+                    took_ms=round((time.monotonic() - started) * 1000),
+                )
+                await self._prune(cmd.project_name, cmd.build_id)
+        except (DeployFailed, InvalidName) as exc:
+            await self._fail(cmd, str(exc))
+        except Exception as exc:
+            if not delivery.last_attempt:
+                log.warning("deploy_retry", error=str(exc), attempt=delivery.num_delivered)
+                return Outcome.RETRY
+            log.exception("deploy_crashed")
+            await self._fail(cmd, f"internal error: {exc}")
+        return Outcome.ACK
+
+    async def _fail(self, cmd: DeployRequested, reason: str) -> None:
+        self.failed += 1
+        log.warning("deployment_failed", error=reason)
+        await self._publish(cmd, "failed", error=reason)
+
+    async def _publish(
+        self,
+        cmd: DeployRequested,
+        status: DeploymentStatus,
+        *,
+        url: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        event = DeploymentStatusChanged(
+            deployment_id=cmd.deployment_id,
+            project_id=cmd.project_id,
+            build_id=cmd.build_id,
+            environment=cmd.environment,
+            status=status,
+            url=url,
+            error=error,
+            at=datetime.now(UTC),
+        )
+        await self.js.publish(
+            deployment_event_subject(cmd.project_id, cmd.deployment_id),
+            encode(event),
+            headers={"Nats-Msg-Id": f"{cmd.deployment_id}:{status}"},
+        )
+
+    async def _activate(self, cmd: DeployRequested) -> str:
+        project, build_id = cmd.project_name, cmd.build_id
+        release = self.store.release_dir(project, build_id)
+        if not release.is_dir():
+            await self._fetch_release(cmd, release)
+        if cmd.environment == "preview":
+            return await self._activate_preview(project, build_id)
+        return await self._activate_production(project, build_id, list(cmd.domains), release)
+
+    async def _activate_production(
+        self, project: str, build_id: str, domains: list[str], release: Path
+    ) -> str:
+        meta = self.store.read_meta(project)
+        if meta.domains != domains:
+            meta.domains = domains
+            self.store.write_meta(project, meta)
+        previous = self.store.activate(project, build_id)
+        host = self.sites.project_host(project)
+        try:
+            await self.sites.serve_project(project, domains)
+            result = await self.probe.check(
+                host, project, expect_body=_index_bytes(release), timeout_s=self.verify_timeout_s
+            )
+            if not result.ok:
+                raise DeployFailed(f"the edge does not serve the new release: {result.reason}")
+        except BaseException:
+            self._restore(project, previous)
+            raise
+        return self.site_url(host)
+
+    def _restore(self, project: str, previous: str | None) -> None:
+        """Put the previous release back after a failed activation."""
+        if previous is not None:
+            self.store.activate(project, previous)
+        else:
+            self.store.current_link(project).unlink(missing_ok=True)
+        log.info("previous_release_restored", previous=previous)
+
+    async def _activate_preview(self, project: str, build_id: str) -> str:
+        meta = self.store.read_meta(project)
+        if build_id not in meta.previews:
+            meta.previews.append(build_id)
+            self.store.write_meta(project, meta)
+        host = self.sites.preview_host(project, build_id)
+        await self.sites.serve_preview(project, build_id)
+        result = await self.probe.check(
+            host, project, build_id=build_id, timeout_s=self.verify_timeout_s
+        )
+        if not result.ok:
+            await self.sites.drop_preview(project, build_id)
+            meta.previews.remove(build_id)
+            self.store.write_meta(project, meta)
+            raise DeployFailed(f"the edge does not serve the preview: {result.reason}")
+        return self.site_url(host)
+
+    async def _fetch_release(self, cmd: DeployRequested, release: Path) -> None:
+        key = cmd.artifact.key
+        release.parent.mkdir(parents=True, exist_ok=True)
+        incoming = release.parent / f".incoming-{cmd.build_id}-{secrets.token_hex(4)}.tar.gz"
+        try:
+            try:
+                with incoming.open("wb") as out:
+                    await download(self.js, OBJECT_STORE_ARTIFACTS, key, out)
+            except ObjectNotFoundError as exc:
+                raise DeployFailed(f"artifact {key!r} not found in the object store") from exc
+            except (DigestMismatchError, BadObjectMetaError) as exc:
+                raise DeployFailed(f"artifact {key!r} is corrupt in the object store") from exc
+            try:
+                stats = await asyncio.to_thread(
+                    extract_release,
+                    incoming,
+                    release,
+                    sha256=cmd.artifact.sha256,
+                    limits=self.limits,
+                )
+            except ReleaseArchiveError as exc:
+                raise DeployFailed(str(exc)) from exc
+        finally:
+            incoming.unlink(missing_ok=True)
+        log.info("release_extracted", files=stats.files, bytes=stats.bytes, path=str(release))
+
+    async def _prune(self, project: str, keep_build: str) -> None:
+        try:
+            removed = await asyncio.to_thread(
+                self.store.prune, project, self.keep_releases, (keep_build,)
+            )
+            if not removed:
+                return
+            meta = self.store.read_meta(project)
+            for build_id in removed:
+                if build_id in meta.previews:
+                    await self.sites.drop_preview(project, build_id)
+                    meta.previews.remove(build_id)
+            self.store.write_meta(project, meta)
+            log.info("releases_pruned", removed=removed)
+        except Exception:
+            # Disk hygiene only: the deployment itself succeeded.
+            log.exception("prune_failed")
+
+
+def _index_bytes(release: Path) -> bytes | None:
+    index = release / "index.html"
+    try:
+        if index.is_file() and index.stat().st_size <= MAX_COMPARED_INDEX:
+            return index.read_bytes()
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,133 @@
+"""deploy-engine entry point.
+
+Start-up: NATS (+ JetStream provisioning) → Caddy (ours, started or reused, or the configured
+one) → the `launchdeck` server → reconcile (every active release and preview is routed again,
+so a restart serves everything without a rebuild) → micro registration, health HTTP server and
+the DEPLOYS consumer. On SIGTERM in-flight deploys are handed back; Caddy is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import aiohttp
+from aiohttp import web
+
+from launchdeck.contracts import subjects as s
+from launchdeck.contracts.messages import DeployRequested
+from launchdeck.deploy_engine.caddy import ensure_caddy, listen_address
+from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
+from launchdeck.deploy_engine.edge_probe import EdgeProbe
+from launchdeck.deploy_engine.handler import DeployHandler
+from launchdeck.deploy_engine.health import make_app
+from launchdeck.deploy_engine.releases import ReleaseStore
+from launchdeck.deploy_engine.settings import Settings
+from launchdeck.deploy_engine.sites import Sites, reconcile
+from launchdeck.libs import micro
+from launchdeck.libs.jetstream import connect, disconnect, provision
+from launchdeck.libs.jobs import ConsumerSpec, consume
+from launchdeck.libs.logging import get_logger
+from launchdeck.libs.runner import run_service, run_until_stopped
+
+log = get_logger(__name__)
+
+EDGE_WATCH_INTERVAL_S = 5.0
+
+
+async def start_edge(settings: Settings) -> CaddyAdmin:
+    """Our Caddy (or the configured one) answering, with the `launchdeck` server in place."""
+    listen = listen_address(settings.edge_bind, settings.edge_http_port)
+    address = settings.caddy_admin or await ensure_caddy(
+        settings.state_dir, listen, binary=settings.caddy_bin
+    )
+    admin = CaddyAdmin(address)
+    await admin.wait_ready(15.0)
+    if await admin.ensure_server(listen):
+        log.info("edge_server_configured", listen=listen)
+    return admin
+
+
+async def watch_edge(settings: Settings, sites: Sites) -> None:
+    """If the edge loses its config or (our own) Caddy dies, bring it back and re-route."""
+    listen = listen_address(settings.edge_bind, settings.edge_http_port)
+    while True:
+        await asyncio.sleep(EDGE_WATCH_INTERVAL_S)
+        try:
+            if not await sites.admin.ping() and settings.caddy_admin is None:
+                log.warning("edge_caddy_gone_restarting")
+                await ensure_caddy(settings.state_dir, listen, binary=settings.caddy_bin)
+            if await sites.admin.ensure_server(listen):
+                log.warning("edge_config_lost_reconciling")
+                await reconcile(sites)
+        except Exception as exc:
+            log.warning("edge_watch_failed", error=str(exc))
+
+
+async def serve(stop: asyncio.Event) -> None:
+    settings = Settings.from_env()
+    store = ReleaseStore(settings.releases_dir)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.clean_leftovers()
+    nc = await connect(settings.nats_url, name=s.SERVICE_DEPLOY_ENGINE)
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    admin: CaddyAdmin | None = None
+    try:
+        js = nc.jetstream()
+        await provision(js)
+        admin = await start_edge(settings)
+        sites = Sites(admin, store, settings.base_domain)
+        await reconcile(sites)
+        probe = EdgeProbe(http, settings.edge_probe_host, settings.edge_http_port)
+        handler = DeployHandler(
+            js,
+            store,
+            sites,
+            probe,
+            site_url=settings.site_url,
+            limits=settings.limits,
+            keep_releases=settings.keep_releases,
+        )
+        service = await micro.register(
+            nc, s.SERVICE_DEPLOY_ENGINE, "Releases, activation and the Caddy edge", handler.status
+        )
+        runner = web.AppRunner(make_app(store, sites, probe))
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port).start()
+        spec = ConsumerSpec(
+            stream=s.STREAM_DEPLOYS,
+            durable=s.CONSUMER_DEPLOY_ENGINES,
+            subject=s.SUBJECT_DEPLOY_JOBS,
+            message_type=DeployRequested,
+        )
+        log.info(
+            "deploy_engine_ready",
+            edge=settings.site_url(f"*.{settings.base_domain}"),
+            caddy_admin=admin.address,
+            health_port=settings.port,
+        )
+        try:
+            await run_until_stopped(
+                stop,
+                asyncio.create_task(
+                    consume(js, spec, handler.handle_deploy, concurrency=settings.concurrency)
+                ),
+                asyncio.create_task(watch_edge(settings, sites)),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await service.stop()
+            await runner.cleanup()
+    finally:
+        await http.close()
+        if admin is not None:
+            await admin.close()
+        await disconnect(nc)
+
+
+def main() -> None:
+    run_service("deploy-engine", serve)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""What the edge serves for each project, kept in step with the release store.
+
+Production: the project's hosts serve `releases/<project>/current`, so activating another build
+is a symlink swap and the route itself only changes when the hosts do. Previews: each preview
+build gets its own host and path route serving that release directory directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from launchdeck.deploy_engine import edge_routes as er
+from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
+from launchdeck.deploy_engine.releases import ReleaseStore
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    projects: int
+    previews: int
+
+
+class Sites:
+    def __init__(self, admin: CaddyAdmin, store: ReleaseStore, base_domain: str) -> None:
+        self.admin = admin
+        self.store = store
+        self.base_domain = base_domain
+
+    def project_host(self, project: str) -> str:
+        return f"{project}.{self.base_domain}"
+
+    def preview_host(self, project: str, build_id: str) -> str:
+        return er.preview_host(project, build_id, self.base_domain)
+
+    async def serve_project(self, project: str, domains: list[str]) -> None:
+        hosts = er.project_hosts(project, self.base_domain, domains)
+        route = er.project_route(project, hosts, self.store.current_link(project))
+        await self.admin.upsert_route(route)
+
+    async def serve_preview(self, project: str, build_id: str) -> None:
+        release = self.store.release_dir(project, build_id)
+        host = self.preview_host(project, build_id)
+        await self.admin.upsert_route(er.preview_host_route(project, build_id, host, release))
+        await self.admin.upsert_route(er.preview_path_route(project, build_id, release), first=True)
+
+    async def drop_preview(self, project: str, build_id: str) -> None:
+        await self.admin.delete_route(er.preview_host_route_id(project, build_id))
+        await self.admin.delete_route(er.preview_path_route_id(project, build_id))
+
+
+async def reconcile(sites: Sites) -> ReconcileReport:
+    """Give every project with an active release (and every kept preview) its routes again.
+
+    Idempotent: run at every start, so a restarted engine, or a Caddy that lost its config,
+    serves everything again without a rebuild.
+    """
+    store = sites.store
+    projects = previews = 0
+    for project in store.projects():
+        meta = store.read_meta(project)
+        if store.active_build(project) is not None:
+            await sites.serve_project(project, meta.domains)
+            projects += 1
+        kept = [b for b in meta.previews if store.has_release(project, b)]
+        for build_id in kept:
+            await sites.serve_preview(project, build_id)
+            previews += 1
+        if kept != meta.previews:
+            meta.previews = kept
+            store.write_meta(project, meta)
+    log.info("edge_reconciled", projects=projects, previews=previews)
+    return ReconcileReport(projects=projects, previews=previews)

@@ -1,0 +1,3 @@
+from launchdeck.generator.main import main
+
+main()

@@ -1,0 +1,121 @@
+"""The build-worker as a process: takes jobs, answers micro pings, hands work back on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from launchdeck.contracts.codec import encode
+from launchdeck.contracts.messages import BuildRequested, BuildStatusChanged
+from launchdeck.contracts.subjects import SERVICE_BUILD_WORKER, SUBJECT_BUILD_JOBS
+from tests.build_worker.conftest import CommandFactory
+from tests.build_worker.processes import wait_gone
+from tests.build_worker.streams import build_events, log_lines
+from tests.build_worker.test_handler import INTERRUPTIBLE
+from tests.conftest import GitRepoFactory
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "launchdeck.build_worker"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+@pytest.fixture
+def worker_process(nats_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    env = {
+        **os.environ,
+        "NATS_URL": nats_url,
+        "LAUNCHDECK_STATE_DIR": str(tmp_path / "state"),
+        "LAUNCHDECK_ALLOW_LOCAL_REPOS": "true",
+        "LAUNCHDECK_LOG_FORMAT": "json",
+    }
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    yield worker
+    if worker.proc is not None and worker.proc.poll() is None:
+        worker.stop(signal.SIGKILL)
+
+
+async def wait_for_event(
+    js: JetStreamContext, cmd: BuildRequested, status: str, attempt: int, worker: WorkerProcess
+) -> BuildStatusChanged:
+    deadline = time.monotonic() + 60
+    while True:
+        events = await build_events(js, cmd.project_id, cmd.build_id)
+        for event in events:
+            if (event.status, event.attempt) == (status, attempt):
+                return event
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, worker.log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {status} event for attempt {attempt}: {events}"
+        await asyncio.sleep(0.05)
+
+
+async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
+    nc: Client,
+    js: JetStreamContext,
+    worker_process: WorkerProcess,
+    command: CommandFactory,
+    make_git_repo: GitRepoFactory,
+    tmp_path: Path,
+) -> None:
+    """A worker stopped mid-build exits cleanly; the job comes back as attempt 2 and succeeds."""
+    marker = tmp_path / "first-attempt.pid"
+    repo = make_git_repo({"slow.py": INTERRUPTIBLE.format(marker=str(marker))})
+    cmd = command(repo, build_command="python3 slow.py")
+    worker_process.start()
+    await js.publish(SUBJECT_BUILD_JOBS, encode(cmd), headers={"Nats-Msg-Id": cmd.build_id})
+    await wait_for_event(js, cmd, "building", 1, worker_process)
+
+    reply = await nc.request(f"$SRV.PING.{SERVICE_BUILD_WORKER}", b"", timeout=5)
+    assert json.loads(reply.data)["name"] == SERVICE_BUILD_WORKER
+
+    deadline = time.monotonic() + 30
+    while not marker.exists():  # the build command itself has started
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(worker_process.stop) == 0
+    await wait_gone(int(marker.read_text()))  # the build's processes went with the worker
+
+    worker_process.start()
+    done = await wait_for_event(js, cmd, "succeeded", 2, worker_process)
+    assert done.artifact is not None
+    lines = await log_lines(js, cmd.build_id)
+    assert [line.seq for line in lines] == list(range(1, len(lines) + 1))
+    text = [line.line for line in lines]
+    assert "▶ Attempt 2 (previous attempt was interrupted)" in text
+    assert any(t.startswith("■ The worker is shutting down") for t in text)
+    assert await asyncio.to_thread(worker_process.stop) == 0

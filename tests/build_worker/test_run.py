@@ -1,0 +1,104 @@
+"""Running install/build commands: argv only, minimal environment, output streamed, group killed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launchdeck.build_worker.errors import BuildFailed
+from launchdeck.build_worker.run import build_env, run_command
+from launchdeck.contracts.messages import LogStream
+from tests.build_worker.processes import wait_gone
+
+Lines = list[tuple[LogStream, str]]
+
+
+async def run(command: str, cwd: Path, timeout_s: float = 30) -> Lines:
+    lines: Lines = []
+    await run_command(
+        command,
+        cwd=cwd,
+        env=build_env(cwd),
+        sink=lambda stream, line: lines.append((stream, line)),
+        timeout_s=timeout_s,
+    )
+    return lines
+
+
+async def test_stdout_and_stderr_lines_are_streamed(tmp_path: Path) -> None:
+    """Each line reaches the sink with its stream, in order per stream, without its newline."""
+    script = tmp_path / "s.py"
+    script.write_text(
+        "import sys\nfor i in range(3): print(f'out {i}', flush=True)\n"
+        "print('bad', file=sys.stderr)\nsys.stdout.write('tail without newline')\n"
+    )
+    lines = await run(f"{sys.executable} s.py", tmp_path)
+    assert [line for stream, line in lines if stream == "stdout"] == [
+        "out 0", "out 1", "out 2", "tail without newline",
+    ]  # fmt: skip
+    assert [line for stream, line in lines if stream == "stderr"] == ["bad"]
+
+
+async def test_environment_holds_only_build_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The platform's own variables never reach a build; CI=true, HOME and LANG are set."""
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
+    lines = await run(f"{sys.executable} -c 'import os; print(sorted(os.environ))'", tmp_path)
+    names = set(eval(lines[0][1]))  # a list literal printed by the child
+    assert "DATABASE_URL" not in names
+    assert {"PATH", "HOME", "LANG", "CI"} <= names
+    lines = await run(f"{sys.executable} -c 'import os; print(os.environ[\"CI\"])'", tmp_path)
+    assert lines == [("stdout", "true")]
+
+
+async def test_arguments_are_not_shell_interpreted(tmp_path: Path) -> None:
+    """Shell syntax in a command is passed as plain arguments, never run by a shell."""
+    lines = await run("echo $HOME ; rm -rf / `id`", tmp_path)
+    assert lines == [("stdout", "$HOME ; rm -rf / `id`")]
+
+
+async def test_failing_command_reports_its_exit_code(tmp_path: Path) -> None:
+    """A non-zero exit fails the build naming the command and the code."""
+    with pytest.raises(BuildFailed, match=r"`.* -c 'raise SystemExit\(3\)'` exited with code 3"):
+        await run(f"{sys.executable} -c 'raise SystemExit(3)'", tmp_path)
+
+
+async def test_missing_command_is_a_readable_failure(tmp_path: Path) -> None:
+    """A command that does not exist fails saying so (and that there is no shell)."""
+    with pytest.raises(BuildFailed, match=r"Command not found: 'no-such-tool'.*without a shell"):
+        await run("no-such-tool --version", tmp_path)
+
+
+async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    """On timeout the command and its background children are killed."""
+    pid_file = tmp_path / "child.pid"
+    script = tmp_path / "spawn.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "print('started', flush=True)\ntime.sleep(600)\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(BuildFailed, match="did not finish within the build's time limit"):
+        await run(f"{sys.executable} spawn.py", tmp_path, timeout_s=1.0)
+    assert time.monotonic() - started < 10
+    await wait_gone(int(pid_file.read_text()))
+
+
+async def test_background_children_do_not_outlive_the_command(tmp_path: Path) -> None:
+    """A daemon left behind by a successful command is killed when the command exits."""
+    pid_file = tmp_path / "daemon.pid"
+    script = tmp_path / "daemon.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],"
+        " stdout=sys.stdout)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+    )
+    await run(f"{sys.executable} daemon.py", tmp_path, timeout_s=20)
+    await wait_gone(int(pid_file.read_text()))

@@ -1,0 +1,85 @@
+"""build-worker settings from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launchdeck.build_worker.settings import Settings
+from launchdeck.libs.settings import SettingsError
+
+VARIABLES = (
+    "NATS_URL",
+    "LAUNCHDECK_STATE_DIR",
+    "LAUNCHDECK_BUILD_DIR",
+    "LAUNCHDECK_ALLOW_LOCAL_REPOS",
+    "LAUNCHDECK_BUILD_CONCURRENCY",
+    "LAUNCHDECK_BUILD_TIMEOUT_S",
+    "LAUNCHDECK_LOG_MAX_BYTES",
+    "LAUNCHDECK_GIT_TOKEN",
+    "LAUNCHDECK_GIT_TOKEN_HOSTS",
+    "LAUNCHDECK_BUILD_CACHE",
+    "LAUNCHDECK_BUILD_CACHE_DIR",
+    "LAUNCHDECK_BUILD_CACHE_KEEP",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Builds go under <state dir>/builds; local repos are off; 1 build, 30 min, 10 MiB of log."""
+    monkeypatch.setenv("LAUNCHDECK_STATE_DIR", str(tmp_path))
+    settings = Settings.from_env()
+    assert settings.build_dir == tmp_path / "builds"
+    assert settings.allow_local_repos is False
+    assert (settings.concurrency, settings.timeout_s) == (1, 1800)
+    assert settings.log_max_bytes == 10 * 1024 * 1024
+    assert settings.git_token is None
+    assert settings.git_token_hosts == ("github.com",)
+    assert (settings.cache_dir, settings.cache_keep) == (tmp_path / "build-cache", 2)
+
+
+def test_dependency_cache_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's directory and size are set by variables; LAUNCHDECK_BUILD_CACHE=false is off."""
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE_DIR", "/var/cache/ld")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE_KEEP", "5")
+    settings = Settings.from_env()
+    assert (settings.cache_dir, settings.cache_keep) == (Path("/var/cache/ld"), 5)
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE", "false")
+    assert Settings.from_env().cache_dir is None
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE", "true")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE_KEEP", "0")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_BUILD_CACHE_KEEP"):
+        Settings.from_env()
+
+
+def test_values_and_the_token_stays_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every variable is read; the git token never shows in the settings' repr."""
+    monkeypatch.setenv("LAUNCHDECK_BUILD_DIR", "/var/lib/ld/builds")
+    monkeypatch.setenv("LAUNCHDECK_ALLOW_LOCAL_REPOS", "yes")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CONCURRENCY", "4")
+    monkeypatch.setenv("LAUNCHDECK_GIT_TOKEN", "ghp_supersecret")
+    monkeypatch.setenv("LAUNCHDECK_GIT_TOKEN_HOSTS", "GitHub.com, git.example.org")
+    settings = Settings.from_env()
+    assert settings.build_dir == Path("/var/lib/ld/builds")
+    assert settings.allow_local_repos is True
+    assert settings.concurrency == 4
+    assert settings.git_token == "ghp_supersecret"
+    assert settings.git_token_hosts == ("github.com", "git.example.org")
+    assert "ghp_supersecret" not in repr(settings)
+
+
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A malformed or out-of-range value fails at start-up naming its variable."""
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CONCURRENCY", "0")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_BUILD_CONCURRENCY"):
+        Settings.from_env()
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CONCURRENCY", "1")
+    monkeypatch.setenv("LAUNCHDECK_ALLOW_LOCAL_REPOS", "maybe")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_ALLOW_LOCAL_REPOS"):
+        Settings.from_env()

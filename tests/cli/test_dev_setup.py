@@ -1,0 +1,103 @@
+"""Pieces of `launchdeck dev` that need no running platform: the services' command lines and
+environments, and the example site's git repository."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from launchdeck.cli.dev import DevPorts, example_url, service_specs
+from launchdeck.cli.example import find_example_source, head_commit, sync_example_repo
+
+
+def specs_by_name(tmp_path: Path) -> dict[str, dict[str, str]]:
+    specs = service_specs(
+        base_env={"PATH": "/usr/bin", "DATABASE_URL": "postgres://outer", "HOME": "/root"},
+        state=tmp_path,
+        database_url="postgresql://postgres@/launchdeck?host=/sock",
+        nats_url="nats://127.0.0.1:41000",
+        secret_key="s3cret",
+        ports=DevPorts(api=8080, edge=8000, deploy_engine=41001, nats=41000),
+    )
+    for spec in specs:
+        assert spec.argv == (sys.executable, "-m", "launchdeck." + spec.name.replace("-", "_"))
+    return {spec.name: dict(spec.env) for spec in specs}
+
+
+def test_each_service_gets_its_own_environment(tmp_path: Path) -> None:
+    """All four services share NATS and the state dir; each gets its own settings."""
+    env = specs_by_name(tmp_path)
+    assert list(env) == ["control-api", "build-worker", "deploy-engine", "generator"]
+    for service_env in env.values():
+        assert service_env["NATS_URL"] == "nats://127.0.0.1:41000"
+        assert service_env["LAUNCHDECK_STATE_DIR"] == str(tmp_path)
+        assert service_env["PATH"] == "/usr/bin"
+    api = env["control-api"]
+    assert api["DATABASE_URL"] == "postgresql://postgres@/launchdeck?host=/sock"
+    assert api["LAUNCHDECK_SECRET_KEY"] == "s3cret"
+    assert (api["LAUNCHDECK_API_HOST"], api["LAUNCHDECK_API_PORT"]) == ("127.0.0.1", "8080")
+    assert env["build-worker"]["LAUNCHDECK_ALLOW_LOCAL_REPOS"] == "true"
+    assert env["build-worker"]["LAUNCHDECK_BUILD_DIR"] == str(tmp_path / "builds")
+    engine = env["deploy-engine"]
+    assert engine["LAUNCHDECK_RELEASES_DIR"] == str(tmp_path / "releases")
+    assert engine["LAUNCHDECK_BASE_DOMAIN"] == "localhost"
+    assert engine["LAUNCHDECK_EDGE_HTTP_PORT"] == "8000"
+    assert engine["LAUNCHDECK_DEPLOY_ENGINE_PORT"] == "41001"
+    assert example_url(8000) == "http://example.localhost:8000/"
+
+
+def test_platform_credentials_reach_only_the_control_api(tmp_path: Path) -> None:
+    """DATABASE_URL and the secret key are never in a worker's environment (so never in a
+    build), even when set in the environment `launchdeck dev` was started from."""
+    env = specs_by_name(tmp_path)
+    for name in ("build-worker", "deploy-engine", "generator"):
+        assert "DATABASE_URL" not in env[name]
+        assert "LAUNCHDECK_SECRET_KEY" not in env[name]
+
+
+def git_files(repo: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout
+    return sorted(out.split())
+
+
+def test_example_repo_is_committed_when_new_or_changed(tmp_path: Path) -> None:
+    """The example becomes a git repo on `main`; a second sync commits nothing; a change to the
+    source (edited or deleted file) makes exactly one new commit mirroring it."""
+    source = tmp_path / "site"
+    (source / "about").mkdir(parents=True)
+    (source / "index.html").write_text("<h1>v1</h1>")
+    (source / "about" / "index.html").write_text("about")
+    repo = tmp_path / "state" / "example-repo"
+
+    assert sync_example_repo(source, repo) is True
+    first = head_commit(repo)
+    assert git_files(repo) == ["about/index.html", "index.html"]
+    branch = subprocess.run(
+        ["git", "branch", "--show-current"], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    assert branch == "main"
+
+    assert sync_example_repo(source, repo) is False
+    assert head_commit(repo) == first
+
+    (source / "index.html").write_text("<h1>v2</h1>")
+    (source / "about" / "index.html").unlink()
+    assert sync_example_repo(source, repo) is True
+    assert head_commit(repo) != first
+    assert git_files(repo) == ["index.html"]
+    assert (repo / "index.html").read_text() == "<h1>v2</h1>"
+    assert not (repo / "about").exists()
+
+
+def test_bundled_example_is_a_static_site() -> None:
+    """examples/static-site has an index, a stylesheet and an about page saying Launchdeck."""
+    source = find_example_source()
+    assert source is not None
+    index = (source / "index.html").read_text()
+    assert "Deployed by Launchdeck" in index
+    assert 'href="/styles.css"' in index
+    assert (source / "styles.css").is_file()
+    assert "Launchdeck" in (source / "about" / "index.html").read_text()

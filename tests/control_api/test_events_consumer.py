@@ -1,0 +1,128 @@
+"""The events consumer over real JetStream: events published on EVENTS reach Postgres, a
+redelivery after a crash is applied once, and a malformed event does not block the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest_asyncio
+from nats.js import JetStreamContext
+
+from launchdeck.contracts.codec import encode
+from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusChanged
+from launchdeck.contracts.subjects import (
+    CONSUMER_CONTROL_API_EVENTS,
+    STREAM_EVENTS,
+    build_event_subject,
+    deployment_event_subject,
+    generation_event_subject,
+)
+from launchdeck.control_api.event_apply import apply_event
+from launchdeck.control_api.events import EventsConsumer
+from launchdeck.control_api.metrics import Metrics
+from launchdeck.control_api.models import Build, Deployment
+from tests.control_api.helpers import (
+    artifact,
+    build_event,
+    deployment_event,
+    get_build,
+    get_deployment,
+    new_build,
+    new_project,
+)
+from tests.control_api.log_support import wait_for
+
+
+async def publish(js: JetStreamContext, event: BuildStatusChanged | DeploymentStatusChanged) -> int:
+    if isinstance(event, BuildStatusChanged):
+        subject = build_event_subject(event.project_id, event.build_id)
+    else:
+        subject = deployment_event_subject(event.project_id, event.deployment_id)
+    return (await js.publish(subject, encode(event))).seq
+
+
+async def acked_through(js: JetStreamContext, seq: int) -> bool:
+    info = await js.consumer_info(STREAM_EVENTS, CONSUMER_CONTROL_API_EVENTS)
+    return info.ack_floor.stream_seq >= seq
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def consumer(pool: asyncpg.Pool, js: JetStreamContext) -> AsyncIterator[Metrics]:
+    metrics = Metrics()
+    task = asyncio.create_task(EventsConsumer(pool, js, metrics).run())
+    try:
+        yield metrics
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_published_events_update_builds_and_deployments(
+    pool: asyncpg.Pool, js: JetStreamContext, consumer: Metrics
+) -> None:
+    """Build events through NATS move the build to succeeded and start its deployment;
+    deployment events make it active."""
+    project = await new_project(pool)
+    build = await new_build(pool, project)
+    await publish(js, build_event(build, "cloning", step="clone"))
+    await publish(js, build_event(build, "succeeded", artifact=artifact(build)))
+
+    async def deployed() -> bool:
+        return (await get_build(pool, build.id)).deployment_id is not None
+
+    await wait_for(deployed, "the deployment to start")
+    done: Build = await get_build(pool, build.id)
+    assert done.status == "succeeded"
+    assert done.deployment_id is not None
+    deployment: Deployment = await get_deployment(pool, done.deployment_id)
+    await publish(js, deployment_event(deployment, "active", url="http://x.localhost"))
+
+    async def active() -> bool:
+        return (await get_deployment(pool, deployment.id)).status == "active"
+
+    await wait_for(active, "the deployment to be active")
+    assert consumer.events["applied"] >= 3
+
+
+async def test_event_applied_before_a_crash_is_not_applied_again(
+    pool: asyncpg.Pool, js: JetStreamContext
+) -> None:
+    """An event whose effect committed but whose ack was lost is redelivered and skipped."""
+    project = await new_project(pool)
+    build = await new_build(pool, project)
+    event = build_event(build, "succeeded", artifact=artifact(build))
+    seq = await publish(js, event)
+    # A previous consumer applied it, then died before acking.
+    assert (await apply_event(pool, STREAM_EVENTS, seq, event)).applied
+    metrics = Metrics()
+    task = asyncio.create_task(EventsConsumer(pool, js, metrics).run())
+    try:
+        await wait_for(lambda: acked_through(js, seq), "the events to be acked")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    async with pool.acquire() as conn:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM deployments WHERE build_id = $1", build.id
+        )
+    assert count == 1
+    assert metrics.events["duplicate"] == 1
+
+
+async def test_malformed_and_foreign_events_do_not_block(
+    pool: asyncpg.Pool, js: JetStreamContext, consumer: Metrics
+) -> None:
+    """A malformed build event is dropped, another service's event is skipped, and the event
+    after them is still applied."""
+    project = await new_project(pool)
+    build = await new_build(pool, project, deploy=False)
+    await js.publish(build_event_subject(str(project.id), str(build.id)), b'{"status": 42}')
+    await js.publish(generation_event_subject(str(uuid.uuid4())), b'{"anything": true}')
+    seq = await publish(js, build_event(build, "building"))
+    await wait_for(lambda: acked_through(js, seq), "the events to be acked")
+    assert (await get_build(pool, build.id)).status == "building"
+    assert consumer.events["undecodable"] >= 1
+    assert consumer.events["skipped"] >= 1

@@ -1,0 +1,311 @@
+"""`make dev` as users run it: `python -m launchdeck.cli.main dev` in a real terminal-less process.
+
+The first run starts Postgres, NATS, the four services and Caddy, deploys the bundled example and
+prints where everything is; Ctrl-C stops all of it. The second run on the same state directory
+finds the project, the release and the token of the first one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil  # type: ignore[import-untyped]
+import pytest
+import pytest_asyncio
+
+from launchdeck.deploy_engine.caddy import stop_caddy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_INDEX = REPO_ROOT / "examples" / "static-site" / "index.html"
+BANNER = "Launchdeck is running"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 60.0
+
+
+def dev_environment(state: Path) -> dict[str, str]:
+    """The caller's environment without anything that would point `dev` at other servers."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LAUNCHDECK_") and k not in ("DATABASE_URL", "NATS_URL")
+    }
+    env.update(LAUNCHDECK_STATE_DIR=str(state), NO_COLOR="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def process_tree(root: int) -> list[psutil.Process]:
+    """`root` and all its descendants (psutil remembers each one's start time, so a pid reused
+    later by an unrelated process is not mistaken for ours)."""
+    proc = psutil.Process(root)
+    return [proc, *proc.children(recursive=True)]
+
+
+def postgres_processes(state: Path) -> list[psutil.Process]:
+    """The postmaster of the state dir's data directory and its backends: pg_ctl daemonises
+    it, so it is not a descendant of `dev`; it runs as another user."""
+    pidfile = state / "postgres" / "data" / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split()[0])
+        postmaster = psutil.Process(pid)
+        return [postmaster, *postmaster.children(recursive=True)]
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return []
+
+
+def still_running(procs: list[psutil.Process]) -> list[str]:
+    """Those of `procs` that still run (a zombie, dead but not reaped, does not count)."""
+    left = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(f"{proc.pid} {' '.join(proc.cmdline())[:200]}")
+        except psutil.NoSuchProcess:
+            continue
+    return left
+
+
+@dataclass
+class DevRun:
+    """One `launchdeck dev` process and what it printed."""
+
+    state: Path
+    proc: subprocess.Popen[bytes]
+    out_path: Path
+
+    @classmethod
+    def start(cls, state: Path, name: str) -> DevRun:
+        out_path = state.parent / f"{state.name}-{name}.out"
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "launchdeck.cli.main", "dev"],
+                env=dev_environment(state),
+                cwd=state.parent,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                # Not in pytest's process group: only the signals the test sends reach it.
+                start_new_session=True,
+            )
+        return cls(state=state, proc=proc, out_path=out_path)
+
+    @property
+    def output(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def _check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"launchdeck dev exited with {self.proc.returncode}:\n{self.output[-5000:]}"
+            )
+
+    async def wait_for(self, what: str, check: Any, timeout_s: float = START_TIMEOUT_S) -> Any:
+        """Poll the async `check` until it returns something truthy (or the process dies)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self._check_alive()
+            result = await check()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not seen after {timeout_s}s:\n{self.output[-5000:]}")
+            await asyncio.sleep(0.2)
+
+    async def dev_json(self) -> dict[str, Any]:
+        async def read() -> dict[str, Any] | None:
+            try:
+                data = json.loads((self.state / "dev.json").read_text())
+            except (OSError, ValueError):
+                return None
+            # A previous run's file stays until this run writes its own (with its own pid).
+            return data if data.get("pid") == self.proc.pid else None
+
+        result: dict[str, Any] = await self.wait_for("dev.json", read)
+        return result
+
+    async def banner(self) -> None:
+        async def printed() -> bool:
+            return BANNER in self.output
+
+        await self.wait_for("the banner", printed)
+
+    def clean_up(self, collected: list[psutil.Process]) -> None:
+        """After a failed test only: stop what `dev` should have stopped itself."""
+        procs = list(collected)
+        if self.proc.poll() is None:
+            procs += process_tree(self.proc.pid) + postgres_processes(self.state)
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(STOP_TIMEOUT_S)
+        stop_caddy(self.state)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                if proc.is_running():
+                    proc.kill()
+        if self.proc.poll() is None:
+            self.proc.wait()
+
+    def interrupt(self) -> int:
+        """Ctrl-C, and the exit code once it has stopped."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"launchdeck dev still running {STOP_TIMEOUT_S}s after SIGINT:\n"
+                f"{self.output[-5000:]}"
+            ) from None
+
+
+async def edge_index(session: aiohttp.ClientSession, info: dict[str, Any]) -> str | None:
+    """The example's index page as the edge serves it, or None while it does not."""
+    try:
+        async with session.get(
+            f"http://127.0.0.1:{info['ports']['edge']}/",
+            headers={"Host": "example.localhost"},
+        ) as resp:
+            return await resp.text() if resp.status == 200 else None
+    except aiohttp.ClientError:
+        return None
+
+
+async def api_get(session: aiohttp.ClientSession, info: dict[str, Any], path: str) -> Any:
+    async with session.get(
+        f"{info['api_url']}/api/v1{path}",
+        headers={"Authorization": f"Bearer {info['admin_token']}"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+@dataclass
+class FirstRun:
+    state: Path
+    info: dict[str, Any]
+    output: str
+    served: str
+    builds: list[dict[str, Any]]
+    exit_code: int
+    commands: list[str]
+    left_running: list[str]
+
+
+@pytest.fixture(scope="module")
+def state_dir() -> Iterator[Path]:
+    # Short on purpose: Caddy's admin socket lives under it (unix socket paths are < 108 bytes).
+    parent = Path(tempfile.mkdtemp(prefix="ld-", dir="/tmp"))
+    yield parent / "state"
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
+    """A first `launchdeck dev` on a fresh state dir: up, the example served, then Ctrl-C."""
+    run = DevRun.start(state_dir, "first")
+    procs: list[psutil.Process] = []
+    try:
+        info = await run.dev_json()
+        async with aiohttp.ClientSession() as session:
+            served = await run.wait_for(
+                "the example at the edge", lambda: edge_index(session, info)
+            )
+            await run.banner()
+            builds = (await api_get(session, info, "/projects/example/builds"))["items"]
+        # Everything it started, collected before stopping it.
+        procs = process_tree(run.proc.pid) + postgres_processes(state_dir)
+        commands = [" ".join(p.cmdline()) for p in procs]
+        output = run.output
+        code = await asyncio.to_thread(run.interrupt)
+        yield FirstRun(
+            state=state_dir,
+            info=info,
+            output=output,
+            served=served,
+            builds=builds,
+            exit_code=code,
+            commands=commands,
+            left_running=still_running(procs),
+        )
+    finally:
+        run.clean_up(procs)
+
+
+async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: FirstRun) -> None:
+    """`launchdeck dev` writes dev.json, serves the example at example.localhost, prints the API
+    URL, token and example URL, and on Ctrl-C exits 0 leaving no process it started running."""
+    info = first_run.info
+    for key in ("api_url", "edge_url", "admin_token", "database_url", "nats_url"):
+        assert info.get(key), f"dev.json has no {key}: {info}"
+    assert info["api_url"].startswith("http://127.0.0.1:")
+    assert info["edge_url"] == f"http://localhost:{info['ports']['edge']}"
+    assert info["nats_url"].startswith("nats://127.0.0.1:")
+    assert info["nats_url"] != "nats://127.0.0.1:4222"  # never the standard ports
+    assert info["database_url"].startswith("postgres")
+    assert info["example_url"] == f"http://example.localhost:{info['ports']['edge']}/"
+    assert (first_run.state / "dev.json").stat().st_mode & 0o777 == 0o600  # holds the token
+
+    assert first_run.served == EXAMPLE_INDEX.read_text()
+    assert [b["status"] for b in first_run.builds] == ["succeeded"]
+
+    out = first_run.output
+    assert info["api_url"] in out
+    assert info["admin_token"] in out
+    assert info["example_url"] in out
+
+    assert first_run.exit_code == 0, out[-5000:]
+    # What was collected held every part of the platform, so "nothing left" means something.
+    commands = "\n".join(first_run.commands)
+    for part in (
+        "launchdeck.control_api",
+        "launchdeck.build_worker",
+        "launchdeck.deploy_engine",
+        "launchdeck.generator",
+        "nats-server",
+        "caddy run",
+        "postgres",
+    ):
+        assert part in commands, commands
+    assert first_run.left_running == []
+
+
+async def test_second_dev_run_keeps_projects_releases_and_token(first_run: FirstRun) -> None:
+    """A second `launchdeck dev` on the same state dir still has the example project, serves it
+    without building again, prints the same admin token, and stops cleanly again."""
+    state = first_run.state
+    run = DevRun.start(state, "second")
+    procs: list[psutil.Process] = []
+    try:
+        info = await run.dev_json()
+        assert info["admin_token"] == first_run.info["admin_token"]
+        async with aiohttp.ClientSession() as session:
+            served = await run.wait_for(
+                "the example at the edge", lambda: edge_index(session, info)
+            )
+            assert served == EXAMPLE_INDEX.read_text()
+            await run.banner()
+            project = await api_get(session, info, "/projects/example")
+            builds = (await api_get(session, info, "/projects/example/builds"))["items"]
+        assert project["name"] == "example"
+        assert [b["id"] for b in builds] == [b["id"] for b in first_run.builds]
+        output = run.output
+        assert "not rebuilding it" in output
+        assert info["admin_token"] in output
+
+        procs = process_tree(run.proc.pid) + postgres_processes(state)
+        assert await asyncio.to_thread(run.interrupt) == 0, run.output[-5000:]
+        assert still_running(procs) == []
+    finally:
+        run.clean_up(procs)

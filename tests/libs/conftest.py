@@ -1,0 +1,69 @@
+"""A NATS server of the test's own that can be stopped and started again, as an operator
+restarting (or upgrading) NATS would: same port, same JetStream store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from launchdeck.cli.embedded import NatsServer, free_port, start_nats
+
+
+@dataclass
+class RestartableNats:
+    store_dir: Path
+    port: int
+    log_file: Path
+    server: NatsServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.server is None, "already running"
+        self.server = start_nats(self.store_dir, port=self.port, log_file=self.log_file)
+
+    def stop(self) -> None:
+        """SIGTERM, as `systemctl stop` or a container runtime sends; waits for the exit."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    # The blocking start/stop off the event loop, so clients on it keep running meanwhile.
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+@pytest.fixture
+def restartable_nats(tmp_path: Path) -> Iterator[RestartableNats]:
+    """A running NATS server (JetStream) on a fixed free port, stopped after the test."""
+    nats = RestartableNats(tmp_path / "nats", free_port(), tmp_path / "nats.log")
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.stop()
+
+
+async def eventually(
+    what: str, check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 10.0
+) -> None:
+    """Poll `check` (sync or async) until it is true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"{what}: not after {timeout_s}s"
+        await asyncio.sleep(0.02)

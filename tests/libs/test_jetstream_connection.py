@@ -1,0 +1,76 @@
+"""The NATS connection helpers of `libs.jetstream` while the server goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import nats.errors
+import pytest
+from structlog.testing import capture_logs
+
+from launchdeck.libs.jetstream import connect, disconnect, wait_connected
+from tests.libs.conftest import RestartableNats, eventually
+
+
+async def test_an_outage_is_logged_once_each_way_without_errors(
+    restartable_nats: RestartableNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Losing the server logs one warning, getting it back one info line; the failed reconnect
+    attempts in between are debug lines, not errors with tracebacks."""
+    nc = await connect(restartable_nats.url, name="test-connection")
+    try:
+        with capture_logs() as logs, caplog.at_level(logging.WARNING):
+            await restartable_nats.astop()
+            await eventually("disconnected", lambda: not nc.is_connected, timeout_s=15.0)
+            # Let it fail to reconnect a few times (every 0.5 s) before the server is back.
+            await eventually(
+                "failed reconnects",
+                lambda: sum(e["event"] == "nats_connection_error" for e in logs) >= 3,
+                timeout_s=15.0,
+            )
+            await restartable_nats.astart()
+            await wait_connected(nc)
+        await nc.flush()
+    finally:
+        await nc.close()
+    levels = [(e["event"], e["log_level"]) for e in logs if e["log_level"] != "debug"]
+    assert levels == [("nats_disconnected", "warning"), ("nats_reconnected", "info")]
+    assert [r for r in caplog.records if r.name.startswith("nats")] == []
+
+
+async def test_disconnect_while_the_server_is_away_closes_at_once(
+    restartable_nats: RestartableNats,
+) -> None:
+    """Shutting down during an outage closes the connection (nats-py refuses to drain then)
+    instead of raising; `wait_connected` on it then reports the closed connection."""
+    nc = await connect(restartable_nats.url, name="test-connection")
+    await restartable_nats.astop()
+    await eventually("disconnected", lambda: not nc.is_connected, timeout_s=15.0)
+    await asyncio.wait_for(disconnect(nc), 5)
+    assert nc.is_closed
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await wait_connected(nc)
+
+
+async def test_disconnect_delivers_what_was_published_then_closes(
+    restartable_nats: RestartableNats,
+) -> None:
+    """With the server there, `disconnect` gets a message published just before it to the server
+    (checked in a stream, so no subscriber's timing is involved) and closes the connection."""
+    nc = await connect(restartable_nats.url, name="test-connection")
+    checker = await connect(restartable_nats.url, name="test-checker")
+    try:
+        js = checker.jetstream()
+        await js.add_stream(name="DRAINTEST", subjects=["test.drain"])
+        await nc.publish("test.drain", b"last words")
+        await disconnect(nc)
+        assert nc.is_closed
+        deadline = time.monotonic() + 10
+        while (await js.stream_info("DRAINTEST")).state.messages < 1:
+            assert time.monotonic() < deadline, "the last message never reached the server"
+            await asyncio.sleep(0.02)
+        assert (await js.get_msg("DRAINTEST", 1)).data == b"last words"
+    finally:
+        await checker.close()
