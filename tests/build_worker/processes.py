@@ -3,21 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
-
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a killed process waiting to be reaped is a zombie: not alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from launchdeck.libs.processes import process_alive as alive
 
 
 async def wait_gone(pid: int, within_s: float = 5.0) -> None:

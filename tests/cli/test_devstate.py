@@ -28,10 +28,10 @@ from launchdeck.cli.devstate import (
 from launchdeck.cli.embedded import (
     forget_dead_postgres_users,
     free_port,
-    process_alive,
     stop_leftover,
 )
 from launchdeck.libs import tokens
+from launchdeck.libs.processes import process_alive
 
 
 def sample_info(tmp_path: Path) -> DevInfo:

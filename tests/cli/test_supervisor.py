@@ -11,8 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from launchdeck.cli.embedded import process_alive
 from launchdeck.cli.supervisor import Backoff, ChildSpec, Supervisor
+from launchdeck.libs.processes import process_alive
 from tests.cli.conftest import eventually, eventually_sync
 
 CRASHER = "print('hello from the crasher', flush=True); raise SystemExit(3)"

@@ -21,6 +21,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from launchdeck.libs.processes import process_alive
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -156,16 +158,6 @@ def stop_leftover(pid: int, marker: str, timeout_s: float = 10.0) -> bool:
     except ProcessLookupError:
         pass
     return True
-
-
-def process_alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not count). Linux only."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state letter follows the command name, which is in parentheses and may hold spaces.
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def forget_dead_postgres_users(data_dir: Path) -> list[int]:

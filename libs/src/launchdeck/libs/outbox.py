@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 from launchdeck.contracts.codec import encode
 from launchdeck.libs.jetstream import client_of, wait_connected
 from launchdeck.libs.logging import get_logger
+from launchdeck.libs.outage import Outage
 
 log = get_logger(__name__)
 
@@ -69,6 +70,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Relay until cancelled (or until the NATS connection is closed for good)."""
         nc = client_of(self._js)
+        outage = Outage("outbox relay")
         listener = await self._pool.acquire()
         try:
             await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
@@ -78,8 +80,10 @@ class OutboxRelay:
                 try:
                     published = await self.relay_once()
                 except (OSError, asyncpg.PostgresError) as exc:
-                    log.warning("outbox_relay_error", error=str(exc))
+                    outage.failed(exc)
                     published = 0
+                else:
+                    outage.over()
                 if published >= self._batch_size:
                     continue  # more may be waiting
                 with contextlib.suppress(TimeoutError):

@@ -20,6 +20,7 @@ from launchdeck.control_api.log_eof import ensure_log_eof
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.control_api.store import builds
 from launchdeck.libs.logging import get_logger
+from launchdeck.libs.outage import Outage
 
 log = get_logger(__name__)
 
@@ -82,12 +83,14 @@ class LogSweeper:
         self._interval_s = interval_s
 
     async def run(self) -> None:
+        outage = Outage("build log sweep")
         while True:
             try:
                 archived = await sweep_unarchived_logs(self._pool, self._js)
             except Exception as exc:  # Postgres away, say: the next run tries again
-                log.warning("build_log_sweep_error", error=repr(exc))
+                outage.failed(exc)
             else:
+                outage.over()
                 if self._metrics is not None:
                     self._metrics.count_logs_swept(archived)
             await asyncio.sleep(self._interval_s)

@@ -26,6 +26,7 @@ from pathlib import Path
 from launchdeck.deploy_engine import edge_routes as er
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
 from launchdeck.libs.logging import get_logger
+from launchdeck.libs.processes import process_alive
 
 log = get_logger(__name__)
 
@@ -219,17 +220,7 @@ def _reaped(pid: int) -> bool:
 def _alive(pid: int) -> bool:
     if _reaped(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+    if process_alive(pid):
         return True
     # Exiting. Another parent's zombie is dead for us; our own child counts as gone once
     # reaped (its other threads may still be finishing until then).

@@ -28,6 +28,7 @@ from launchdeck.libs import micro
 from launchdeck.libs.jetstream import connect, disconnect, provision
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.logging import get_logger
+from launchdeck.libs.outage import Outage
 from launchdeck.libs.runner import run_service, run_until_stopped
 
 log = get_logger(__name__)
@@ -51,6 +52,7 @@ async def start_edge(settings: Settings) -> CaddyAdmin:
 async def watch_edge(settings: Settings, sites: Sites) -> None:
     """If the edge loses its config or (our own) Caddy dies, bring it back and re-route."""
     listen = listen_address(settings.edge_bind, settings.edge_http_port)
+    outage = Outage("edge watch")
     while True:
         await asyncio.sleep(EDGE_WATCH_INTERVAL_S)
         try:
@@ -61,7 +63,9 @@ async def watch_edge(settings: Settings, sites: Sites) -> None:
                 log.warning("edge_config_lost_reconciling")
                 await reconcile(sites)
         except Exception as exc:
-            log.warning("edge_watch_failed", error=str(exc))
+            outage.failed(exc)
+        else:
+            outage.over()
 
 
 async def serve(stop: asyncio.Event) -> None:
