@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from launchdeck.libs.processes import process_alive as alive
+from tests.polling import eventually
 
 
 async def wait_gone(pid: int, within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while alive(pid):
-        assert time.monotonic() < deadline, f"process {pid} is still running"
-        await asyncio.sleep(0.05)
+    await eventually(f"process {pid} to exit", lambda: not alive(pid), within_s)

@@ -24,6 +24,7 @@ from tests.build_worker.processes import wait_gone
 from tests.build_worker.streams import build_events, log_lines
 from tests.build_worker.test_handler import INTERRUPTIBLE
 from tests.conftest import GitRepoFactory
+from tests.polling import eventually
 
 
 class WorkerProcess:
@@ -103,10 +104,7 @@ async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     reply = await nc.request(f"$SRV.PING.{SERVICE_BUILD_WORKER}", b"", timeout=5)
     assert json.loads(reply.data)["name"] == SERVICE_BUILD_WORKER
 
-    deadline = time.monotonic() + 30
-    while not marker.exists():  # the build command itself has started
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    await eventually("the build command itself to start", marker.exists)
     assert await asyncio.to_thread(worker_process.stop) == 0
     await wait_gone(int(marker.read_text()))  # the build's processes went with the worker
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -54,24 +53,3 @@ def serve_app() -> Iterator[ServeApp]:
     yield serve
     for stop in stops:
         stop()
-
-
-async def eventually(
-    condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll `condition` until it holds, failing after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def eventually_sync(
-    condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.02)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from launchdeck.cli.supervisor import Backoff, ChildSpec, Supervisor
 from launchdeck.libs.processes import process_alive
-from tests.cli.conftest import eventually, eventually_sync
+from tests.polling import eventually, eventually_sync
 
 CRASHER = "print('hello from the crasher', flush=True); raise SystemExit(3)"
 
@@ -66,10 +66,10 @@ async def test_crashing_child_is_restarted_with_backoff_and_announced() -> None:
     )
     await supervisor.start()
     try:
-        await eventually(lambda: supervisor.restarts("crasher") >= 4, what="four restarts")
+        await eventually("four restarts", lambda: supervisor.restarts("crasher") >= 4)
         await eventually(
+            "the output of five runs",
             lambda: rec.output.count(("crasher", "hello from the crasher")) >= 5,
-            what="the output of five runs",
         )
     finally:
         await supervisor.stop(grace_s=5)
@@ -116,7 +116,7 @@ async def test_stop_leaves_no_process_behind() -> None:
         grace_s=1.0,
     )
     await supervisor.start()
-    await eventually(lambda: len(rec.grandchild_pids()) == 2, what="both grandchildren")
+    await eventually("both grandchildren", lambda: len(rec.grandchild_pids()) == 2)
     children = [supervisor.pid("polite"), supervisor.pid("stubborn")]
     everyone = [pid for pid in children if pid is not None] + rec.grandchild_pids()
     assert len(everyone) == 4
@@ -128,9 +128,7 @@ async def test_stop_leaves_no_process_behind() -> None:
 
     # SIGKILL is delivered at once but a process finishes dying on its own time slice, which
     # a loaded machine may give it a moment later: poll, with a deadline, for the exits.
-    await eventually(
-        lambda: not any(process_alive(pid) for pid in everyone), timeout_s=5, what="every exit"
-    )
+    await eventually("every exit", lambda: not any(process_alive(pid) for pid in everyone), 5)
     assert rec.messages("stubborn", "did not stop within 1s; killing it")
     assert not rec.messages("polite", "killing")
     assert rec.messages("polite", "stopped (was killed by SIGTERM)")
@@ -147,7 +145,7 @@ async def test_stop_cuts_a_restart_delay_short() -> None:
         backoff=Backoff(initial_s=30),
     )
     await supervisor.start()
-    await eventually(lambda: bool(rec.messages("crasher", "restarting in 30s")), what="backoff")
+    await eventually("backoff", lambda: rec.messages("crasher", "restarting in 30s"))
     started = time.monotonic()
     await supervisor.stop()
     assert time.monotonic() - started < 2
@@ -185,7 +183,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         assert process_alive(child)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        eventually_sync(lambda: not process_alive(child), what="the orphan to die")
+        eventually_sync("the orphan to die", lambda: not process_alive(child))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -176,20 +176,3 @@ async def view_until_seq(
     while not viewed.seqs or viewed.seqs[-1] < seq:
         viewed.frames.append(await receive_frame(ws))
     return viewed
-
-
-async def wait_for(
-    predicate: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S
-) -> None:
-    """Poll `predicate()` (sync or async) until true, or fail after `timeout_s`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = predicate()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

@@ -63,8 +63,8 @@ from tests.control_api.log_support import (
     LogPublisher,
     receive_frame,
     view_until_closed,
-    wait_for,
 )
+from tests.polling import eventually
 
 
 def now() -> datetime:
@@ -350,7 +350,7 @@ async def test_build_whose_worker_dies_on_its_last_attempt_ends_failed(
         async def recorded() -> bool:
             return (await get_build(pool, build.id)).status == "failed"
 
-        await wait_for(recorded, "the failure to be applied")
+        await eventually("the failure to be applied", recorded)
     await events_viewer.close()
 
     assert deliveries == 2
@@ -411,11 +411,11 @@ async def test_deployments_abandoned_are_failed_once_across_replicas(
                 statuses = [(await get_deployment(pool, d.id)).status for d, _ in pending]
                 return statuses == ["failed"] * len(pending)
 
-            await wait_for(all_failed, "the deployments to fail")
+            await eventually("the deployments to fail", all_failed)
             # Whatever the server sent the replicas was sent before these round trips ended.
             for replica in replicas:
                 await replica.flush()
-            await wait_for(lambda: not any(w.busy for w in watchers), "the watchers to finish")
+            await eventually("the watchers to finish", lambda: not any(w.busy for w in watchers))
 
         assert sum(w.received for w in watchers) == len(seqs) + 1
         outcomes: dict[tuple[str, str], int] = {}
@@ -456,8 +456,8 @@ async def test_build_that_finished_but_whose_worker_died_before_the_eof_gets_one
         await asyncio.wait_for(watcher.ready.wait(), DEADLINE_S)
         subject = max_deliveries_advisory_subject(STREAM_BUILDS, CONSUMER_BUILD_WORKERS)
         await nc.publish(subject, advisory(STREAM_BUILDS, CONSUMER_BUILD_WORKERS, seq))
-        await wait_for(lambda: is_deleted(js, STREAM_BUILDS, seq), "the command's deletion")
-        await wait_for(lambda: not watcher.busy, "the watcher to finish")
+        await eventually("the command's deletion", lambda: is_deleted(js, STREAM_BUILDS, seq))
+        await eventually("the watcher to finish", lambda: not watcher.busy)
 
     assert await log_end(js, build_id) == LogEnd("succeeded")
     assert (await get_build(pool, build.id)).status == "succeeded"

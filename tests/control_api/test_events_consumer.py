@@ -33,7 +33,7 @@ from tests.control_api.helpers import (
     new_build,
     new_project,
 )
-from tests.control_api.log_support import wait_for
+from tests.polling import eventually
 
 
 async def publish(js: JetStreamContext, event: BuildStatusChanged | DeploymentStatusChanged) -> int:
@@ -73,7 +73,7 @@ async def test_published_events_update_builds_and_deployments(
     async def deployed() -> bool:
         return (await get_build(pool, build.id)).deployment_id is not None
 
-    await wait_for(deployed, "the deployment to start")
+    await eventually("the deployment to start", deployed)
     done: Build = await get_build(pool, build.id)
     assert done.status == "succeeded"
     assert done.deployment_id is not None
@@ -83,7 +83,7 @@ async def test_published_events_update_builds_and_deployments(
     async def active() -> bool:
         return (await get_deployment(pool, deployment.id)).status == "active"
 
-    await wait_for(active, "the deployment to be active")
+    await eventually("the deployment to be active", active)
     assert consumer.events["applied"] >= 3
 
 
@@ -100,7 +100,7 @@ async def test_event_applied_before_a_crash_is_not_applied_again(
     metrics = Metrics()
     task = asyncio.create_task(EventsConsumer(pool, js, metrics).run())
     try:
-        await wait_for(lambda: acked_through(js, seq), "the events to be acked")
+        await eventually("the events to be acked", lambda: acked_through(js, seq))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -122,7 +122,7 @@ async def test_malformed_and_foreign_events_do_not_block(
     await js.publish(build_event_subject(str(project.id), str(build.id)), b'{"status": 42}')
     await js.publish(generation_event_subject(str(uuid.uuid4())), b'{"anything": true}')
     seq = await publish(js, build_event(build, "building"))
-    await wait_for(lambda: acked_through(js, seq), "the events to be acked")
+    await eventually("the events to be acked", lambda: acked_through(js, seq))
     assert (await get_build(pool, build.id)).status == "building"
     assert consumer.events["undecodable"] >= 1
     assert consumer.events["skipped"] >= 1

@@ -23,6 +23,7 @@ from launchdeck.control_api.models import Build
 from tests.control_api.conftest import make_settings
 from tests.control_api.helpers import apply, build_event, new_build, new_project
 from tests.control_api.log_support import DEADLINE_S, LogPublisher
+from tests.polling import eventually
 
 MINUTE_AGO = timedelta(minutes=1)
 
@@ -147,11 +148,9 @@ async def test_app_sweeps_when_it_starts(
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEADLINE_S
-        while await archived_seqs(pool, build) is None:
-            assert loop.time() < deadline, "the log was not archived at start-up"
-            await asyncio.sleep(0.05)
+        archived = await eventually(
+            "the log archived at start-up", lambda: archived_seqs(pool, build)
+        )
     finally:
         await client.close()
-    assert await archived_seqs(pool, build) == [1, 2, 3, 4, 5]
+    assert archived == [1, 2, 3, 4, 5]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import asyncpg
@@ -12,7 +11,8 @@ from nats.js import JetStreamContext
 from launchdeck.control_api.app import create_app
 from launchdeck.libs.jetstream import connect
 from tests.control_api.conftest import Api, make_settings, unique
-from tests.control_api.log_support import ADMIN, DEADLINE_S
+from tests.control_api.log_support import ADMIN
+from tests.polling import eventually
 
 
 async def test_health_and_ready(api: Api) -> None:
@@ -110,8 +110,7 @@ async def test_metrics_count_open_websockets(api: Api) -> None:
             (await api.call("GET", "/metrics", token="")).body, "launchdeck_websockets_open"
         )
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE_S
-    while await gauge() != "0":
-        assert loop.time() < deadline, "closed sockets still counted"
-        await asyncio.sleep(0.02)
+    async def none_counted() -> bool:
+        return await gauge() == "0"
+
+    await eventually("closed sockets no longer counted", none_counted)

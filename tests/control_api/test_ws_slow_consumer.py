@@ -23,8 +23,8 @@ from tests.control_api.log_support import (
     create_build,
     running_app,
     view_until_closed,
-    wait_for,
 )
+from tests.polling import eventually
 
 QUEUE_SIZE = 32
 # 8 MB of frames: more than the kernel buffers between a non-reading client and the server
@@ -73,7 +73,7 @@ async def test_slow_viewer_is_closed_with_1013_and_resumes(
         assert complete.ends == [{"type": "end", "status": "succeeded"}]
         assert complete.close_code == WSCloseCode.OK
 
-        await wait_for(lambda: registry.slow_closes == 2, "the stalled viewers to be cut off")
+        await eventually("the stalled viewers to be cut off", lambda: registry.slow_closes == 2)
         async with client.get("/metrics") as resp:
             page = await resp.text()
         assert "\nlaunchdeck_websocket_slow_closes_total 2\n" in page
@@ -93,5 +93,5 @@ async def test_slow_viewer_is_closed_with_1013_and_resumes(
         assert resumed.seqs == list(range(last + 1, LINES + 1))
         assert resumed.ends == [{"type": "end", "status": "succeeded"}]
 
-        await wait_for(lambda: registry.open_count == 0, "the silent viewer to be dropped")
+        await eventually("the silent viewer to be dropped", lambda: registry.open_count == 0)
         assert not gone.closed  # from its side nothing happened yet: it has not read

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,19 +67,6 @@ class Platform:
     def logs(self, service: str) -> str:
         path = self.state_dir / f"{service}.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-
-async def wait_until(
-    what: str, check: Callable[[], Awaitable[Any]], timeout_s: float = 30.0
-) -> Any:
-    """The first truthy result of the async `check`, polled until `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what} not seen after {timeout_s}s"
-        await asyncio.sleep(0.05)
 
 
 async def wait_http_ok(url: str, timeout_s: float, platform: Platform) -> None:

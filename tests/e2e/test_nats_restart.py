@@ -31,9 +31,9 @@ from tests.e2e.conftest import (
     deploy,
     launch_platform,
     read_ws,
-    wait_until,
 )
 from tests.libs.conftest import RestartableNats
+from tests.polling import eventually
 
 LINES = 120
 SITE_SCRIPT = """\
@@ -122,7 +122,7 @@ async def test_a_build_requested_while_nats_is_down_runs_once_it_is_back(
     assert await next_frame(mux, 10) == {"type": "subscribed", "channel": channel}
 
     await own_nats.astop()
-    _, ready = await wait_until("the API sees NATS gone", lambda: _not_ready(api))
+    _, ready = await eventually("the API sees NATS gone", lambda: _not_ready(api))
     assert ready["checks"]["nats"] != "ok"
 
     commit_files(repo, {"title.txt": "After the restart"}, "new title")
@@ -160,7 +160,7 @@ async def test_a_build_requested_while_nats_is_down_runs_once_it_is_back(
             "succeeded",
         )
 
-    await wait_until("the build's events on the old subscription", build_succeeded_event)
+    await eventually("the build's events on the old subscription", build_succeeded_event)
     await mux.close()
 
     await _check_core_subscriptions(api, own_nats)
@@ -194,7 +194,7 @@ async def _check_core_subscriptions(api: Api, own_nats: RestartableNats) -> None
     finally:
         await nc.drain()
     gone = 'launchdeck_abandoned_jobs_total{stream="BUILDS",outcome="gone"} 1'
-    await wait_until("the advisory handled", lambda: _metrics_show(api, gone), timeout_s=10)
+    await eventually("the advisory handled", lambda: _metrics_show(api, gone), timeout_s=10)
 
 
 async def _metrics_show(api: Api, line: str) -> bool:

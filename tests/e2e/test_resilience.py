@@ -26,8 +26,8 @@ from tests.e2e.conftest import (
     read_ws,
     site,
     wait_http_ok,
-    wait_until,
 )
+from tests.polling import eventually
 
 # A worker that dies stops heartbeating; its build comes back after this AckWait (the default
 # 30 s would make the test wait that long). Heartbeats go every third of it.
@@ -102,7 +102,7 @@ async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
         assert not viewer.done(), viewer
         return any(f["line"] == "line 10" for f in seen)
 
-    await wait_until("line 10 of the first attempt", mid_build)
+    await eventually("line 10 of the first attempt", mid_build)
     await asyncio.to_thread(platform.stop, "build_worker", signal.SIGKILL)
     platform.start("build_worker")
 
@@ -128,7 +128,7 @@ async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
     # The first attempt's build command did not outlive its worker for long.
     pids = [int(p.name) for p in markers.iterdir()]
     assert len(pids) == 2
-    await wait_until("the build commands gone", lambda: _none_alive(pids), timeout_s=10)
+    await eventually("the build commands gone", lambda: _none_alive(pids), timeout_s=10)
 
 
 async def _none_alive(pids: list[int]) -> bool:
@@ -199,6 +199,6 @@ async def test_killed_engine_and_caddy_come_back_with_every_site_without_rebuild
     platform.start("deploy_engine")
     await wait_http_ok(f"{platform.engine_url}/health", 60, platform)
     for name, body in live.items():
-        assert await wait_until(f"{name} served", lambda n=name, b=body: served(api, n, b), 15)
+        assert await eventually(f"{name} served", lambda n=name, b=body: served(api, n, b), 15)
     assert read_pid(CaddyPaths.of(platform.state_dir)) not in (None, old_caddy)
     assert await build_count(api) == builds_before

@@ -4,8 +4,7 @@ restarting (or upgrading) NATS would: same port, same JetStream store."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,18 +51,3 @@ def restartable_nats(tmp_path: Path) -> Iterator[RestartableNats]:
         yield nats
     finally:
         nats.stop()
-
-
-async def eventually(
-    what: str, check: Callable[[], Awaitable[bool] | bool], timeout_s: float = 10.0
-) -> None:
-    """Poll `check` (sync or async) until it is true; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"{what}: not after {timeout_s}s"
-        await asyncio.sleep(0.02)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 import nats.errors
 import pytest
+from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
 from launchdeck.libs.jetstream import connect, disconnect, wait_connected
-from tests.libs.conftest import RestartableNats, eventually
+from tests.libs.conftest import RestartableNats
+from tests.polling import eventually
 
 
 async def test_an_outage_is_logged_once_each_way_without_errors(
@@ -67,10 +68,14 @@ async def test_disconnect_delivers_what_was_published_then_closes(
         await nc.publish("test.drain", b"last words")
         await disconnect(nc)
         assert nc.is_closed
-        deadline = time.monotonic() + 10
-        while (await js.stream_info("DRAINTEST")).state.messages < 1:
-            assert time.monotonic() < deadline, "the last message never reached the server"
-            await asyncio.sleep(0.02)
+        await eventually(
+            "the last message to reach the server",
+            lambda: stream_holds(js, "DRAINTEST", 1),
+        )
         assert (await js.get_msg("DRAINTEST", 1)).data == b"last words"
     finally:
         await checker.close()
+
+
+async def stream_holds(js: JetStreamContext, stream: str, messages: int) -> bool:
+    return (await js.stream_info(stream)).state.messages >= messages

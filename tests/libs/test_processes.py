@@ -5,20 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from launchdeck.libs.processes import process_alive
+from tests.polling import eventually_sync
 
 
-def _wait_for_state(pid: int, state: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat[stat.rindex(")") + 2] == state:
-            return
-        assert time.monotonic() < deadline, f"{pid} never reached state {state}"
-        time.sleep(0.01)
+def state(pid: int) -> str:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2]
 
 
 def test_running_zombie_and_reaped() -> None:
@@ -29,7 +24,7 @@ def test_running_zombie_and_reaped() -> None:
         assert process_alive(child.pid)
         assert child.stdin is not None
         child.stdin.close()  # the child exits; unreaped, it stays a zombie
-        _wait_for_state(child.pid, "Z")
+        eventually_sync("the child to be a zombie", lambda: state(child.pid) == "Z")
         assert not process_alive(child.pid)
     finally:
         child.kill()
