@@ -319,7 +319,8 @@ def test_prune_clears_broken_entries_and_stale_leftovers(tmp_path: Path) -> None
 
 
 def test_download_caches_are_per_project(tmp_path: Path) -> None:
-    """npm, yarn and pnpm are pointed at directories of their own under the project's cache."""
+    """npm, yarn, pnpm and corepack are pointed at directories of their own under the
+    project's cache."""
     env = ProjectCache(tmp_path / "cache", PROJECT, 2).download_env()
     base = tmp_path / "cache" / PROJECT / "downloads"
     assert env == {
@@ -327,6 +328,7 @@ def test_download_caches_are_per_project(tmp_path: Path) -> None:
         "YARN_CACHE_FOLDER": str(base / "yarn"),
         "PNPM_STORE_DIR": str(base / "pnpm"),
         "npm_config_store_dir": str(base / "pnpm"),
+        "COREPACK_HOME": str(base / "corepack"),
     }
     assert all(Path(path).is_dir() for path in env.values())
     odd = ProjectCache(tmp_path / "cache", "../escape", 2)

@@ -77,6 +77,23 @@ def test_package_json_build_script_by_lock_file(
     assert "Vite" in plan.description
 
 
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"yarn.lock": "__metadata:\n  version: 8\n"},  # a Yarn 2+ lock file
+        {"yarn.lock": "", ".yarnrc.yml": "nodeLinker: node-modules\n"},
+    ],
+)
+def test_yarn_berry_installs_with_immutable(tmp_path: Path, files: dict[str, str]) -> None:
+    """Yarn 2+ renamed --frozen-lockfile to --immutable; a Yarn 1 lock keeps the old flag."""
+    make_tree(tmp_path, {"package.json": package_json({"build": "vite build"}), **files})
+    plan = detect(tmp_path, BuildConfig())
+    assert (plan.install_command, plan.build_command) == (
+        "yarn install --immutable",
+        "yarn run build",
+    )
+
+
 def test_generic_build_output_is_the_first_directory_that_exists(tmp_path: Path) -> None:
     """Without a known framework the build's output is dist/, build/ or out/, whichever exists."""
     make_tree(tmp_path, {"package.json": package_json({"build": "node make.js"})})

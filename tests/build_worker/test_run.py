@@ -55,6 +55,28 @@ async def test_environment_holds_only_build_variables(
     assert lines == [("stdout", "true")]
 
 
+def test_only_the_named_worker_variables_are_passed_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's pass-through list (e.g. the CA bundle) is inherited when set; anything
+    else of the worker is not; tools and then the project's variables come on top."""
+    monkeypatch.setenv("NODE_EXTRA_CA_CERTS", "/etc/ssl/proxy-ca.pem")
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/x")
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    env = build_env(
+        tmp_path,
+        {"NODE_EXTRA_CA_CERTS": "/repo/ca.pem", "APP": "1"},
+        passthrough=("NODE_EXTRA_CA_CERTS", "SSL_CERT_DIR"),
+        tools={"npm_config_cache": "/cache/npm"},
+    )
+    assert set(env) == {
+        "PATH", "HOME", "LANG", "CI", "NODE_EXTRA_CA_CERTS", "npm_config_cache", "APP",
+    }  # fmt: skip
+    assert env["NODE_EXTRA_CA_CERTS"] == "/repo/ca.pem"  # the project's own wins
+    inherited = build_env(tmp_path, passthrough=("NODE_EXTRA_CA_CERTS",))
+    assert inherited["NODE_EXTRA_CA_CERTS"] == "/etc/ssl/proxy-ca.pem"
+
+
 async def test_arguments_are_not_shell_interpreted(tmp_path: Path) -> None:
     """Shell syntax in a command is passed as plain arguments, never run by a shell."""
     lines = await run("echo $HOME ; rm -rf / `id`", tmp_path)

@@ -22,6 +22,7 @@ VARIABLES = (
     "LAUNCHDECK_BUILD_CACHE",
     "LAUNCHDECK_BUILD_CACHE_DIR",
     "LAUNCHDECK_BUILD_CACHE_KEEP",
+    "LAUNCHDECK_BUILD_ENV_PASSTHROUGH",
 )
 
 
@@ -42,6 +43,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert settings.git_token is None
     assert settings.git_token_hosts == ("github.com",)
     assert (settings.cache_dir, settings.cache_keep) == (tmp_path / "build-cache", 2)
+    assert "NODE_EXTRA_CA_CERTS" in settings.build_env_passthrough
+    assert "SSL_CERT_FILE" in settings.build_env_passthrough
 
 
 def test_dependency_cache_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,7 +68,9 @@ def test_values_and_the_token_stays_out_of_repr(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LAUNCHDECK_BUILD_CONCURRENCY", "4")
     monkeypatch.setenv("LAUNCHDECK_GIT_TOKEN", "ghp_supersecret")
     monkeypatch.setenv("LAUNCHDECK_GIT_TOKEN_HOSTS", "GitHub.com, git.example.org")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_ENV_PASSTHROUGH", "HTTPS_PROXY, NO_PROXY,")
     settings = Settings.from_env()
+    assert settings.build_env_passthrough == ("HTTPS_PROXY", "NO_PROXY")
     assert settings.build_dir == Path("/var/lib/ld/builds")
     assert settings.allow_local_repos is True
     assert settings.concurrency == 4

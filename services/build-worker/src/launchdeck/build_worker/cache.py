@@ -13,7 +13,7 @@ what makes skipping the install safe. Files the install deleted are not replayed
 Layout, per project:
     <cache root>/<project>/deps/<key>/manifest.json   the completion marker, written last
     <cache root>/<project>/deps/<key>/{root,home}/…    the saved paths, per area
-    <cache root>/<project>/downloads/{npm,yarn,pnpm}   the package managers' own download caches
+    <cache root>/<project>/downloads/{npm,yarn,pnpm,corepack}   download caches
 
 An entry is written into a temporary directory beside the others and renamed into place, so a
 `<key>` directory is complete or it is not there; two builds saving the same key both finish, one
@@ -296,7 +296,7 @@ class ProjectCache:
     def download_env(self) -> dict[str, str]:
         """Build environment pointing the package managers' download caches here, so even an
         install that misses the cache fetches only what changed."""
-        dirs = {name: self.downloads / name for name in ("npm", "yarn", "pnpm")}
+        dirs = {name: self.downloads / name for name in ("npm", "yarn", "pnpm", "corepack")}
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         return {
@@ -304,6 +304,7 @@ class ProjectCache:
             "YARN_CACHE_FOLDER": str(dirs["yarn"]),
             "PNPM_STORE_DIR": str(dirs["pnpm"]),
             "npm_config_store_dir": str(dirs["pnpm"]),
+            "COREPACK_HOME": str(dirs["corepack"]),  # yarn/pnpm releases fetched by corepack
         }
 
     def restore(self, key: CacheKey, areas: Mapping[str, Path]) -> Restored | None:

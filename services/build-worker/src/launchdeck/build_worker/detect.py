@@ -123,10 +123,20 @@ def package_manager(root: Path) -> PackageManager:
     if (root / "pnpm-lock.yaml").is_file():
         return PackageManager("pnpm", "pnpm install --frozen-lockfile", "pnpm run build")
     if (root / "yarn.lock").is_file():
-        return PackageManager("yarn", "yarn install --frozen-lockfile", "yarn run build")
+        # Yarn 2+ ("berry") renamed --frozen-lockfile to --immutable.
+        frozen = "--immutable" if _yarn_berry(root) else "--frozen-lockfile"
+        return PackageManager("yarn", f"yarn install {frozen}", "yarn run build")
     if (root / "package-lock.json").is_file() or (root / "npm-shrinkwrap.json").is_file():
         return PackageManager("npm", "npm ci", "npm run build")
     return PackageManager("npm", "npm install", "npm run build")
+
+
+def _yarn_berry(root: Path) -> bool:
+    """Yarn 2+: it has a `.yarnrc.yml` (Yarn 1 reads `.yarnrc`) or a lock file in its format."""
+    if (root / ".yarnrc.yml").is_file():
+        return True
+    with (root / "yarn.lock").open("rb") as lock:
+        return b"__metadata:" in lock.read(4096)
 
 
 def _read_package_json(root: Path) -> dict[str, Any] | None:

@@ -28,7 +28,8 @@ from launchdeck.build_worker.errors import BuildFailed
 from launchdeck.build_worker.events import StatusReporter
 from launchdeck.build_worker.logs import LogPublisher, human_size, read_log_tail
 from launchdeck.build_worker.package import pack
-from launchdeck.build_worker.run import build_env, run_command
+from launchdeck.build_worker.package_managers import invocation
+from launchdeck.build_worker.run import build_env, parse_command, run_command
 from launchdeck.build_worker.settings import Settings
 from launchdeck.contracts.messages import Artifact, BuildRequested, BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
@@ -236,7 +237,8 @@ class BuildWorker:
     ) -> None:
         home = workdir / "home"
         home.mkdir()
-        env = build_env(home)
+        passthrough = self._settings.build_env_passthrough
+        env = build_env(home, passthrough=passthrough)
         deps: CachedInstall | None = None
         if self._settings.cache_dir is not None and plan.install_command:
             deps = await CachedInstall.open(
@@ -248,7 +250,7 @@ class BuildWorker:
                 env["PATH"],
                 logs.system,
             )
-            env = build_env(home, tools=deps.env)
+            env = build_env(home, passthrough=passthrough, tools=deps.env)
         steps: tuple[tuple[BuildStatus, str, str, str | None], ...] = (
             ("installing", "install", "Install", plan.install_command),
             ("building", "build", "Build", plan.build_command),
@@ -264,8 +266,15 @@ class BuildWorker:
                     continue  # the install step's output is back: nothing to install
                 await install.watch()
             logs.system(f"▶ {label}: {command}")
+            how = invocation(parse_command(command), plan.root, env)
+            if how.note:
+                logs.system(f"▶ {how.note}")
             took = await run_command(
-                command, cwd=plan.root, env=env, sink=logs.write, timeout_s=deadline.remaining()
+                how.argv,
+                cwd=plan.root,
+                env={**env, **how.env},
+                sink=logs.write,
+                timeout_s=deadline.remaining(),
             )
             logs.system(f"✔ {label} finished in {took:.1f}s")
             if install is not None:

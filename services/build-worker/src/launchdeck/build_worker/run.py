@@ -15,7 +15,7 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from launchdeck.build_worker.errors import BuildFailed
@@ -34,16 +34,20 @@ def build_env(
     home: Path,
     project_vars: Mapping[str, str] | None = None,
     *,
+    passthrough: Sequence[str] = (),
     tools: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Only what a build needs; PATH is the worker's so the machine's toolchains are found.
-    `tools` (e.g. the package managers' cache directories) come before the project's own."""
+    """Only what a build needs; PATH is the worker's so the machine's toolchains are found,
+    and so are the worker variables named in `passthrough` (the operator's choice, e.g. the CA
+    bundle). `tools` (e.g. the package managers' cache directories) come before the project's
+    own variables, which win."""
     env = {
         "PATH": os.environ.get("PATH") or DEFAULT_PATH,
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "CI": "true",
     }
+    env.update({name: os.environ[name] for name in passthrough if name in os.environ})
     if tools:
         env.update(tools)
     if project_vars:
@@ -124,15 +128,17 @@ async def _stop_group(proc: asyncio.subprocess.Process, exited: asyncio.Event) -
 
 
 async def run_command(
-    command: str,
+    command: str | Sequence[str],
     *,
     cwd: Path,
     env: Mapping[str, str],
     sink: OutputSink,
     timeout_s: float,
 ) -> float:
-    """Run `command` in `cwd`; return its duration. Raises BuildFailed on failure or timeout."""
-    argv = parse_command(command)
+    """Run `command` (a command line, or argv) in `cwd`; return its duration. Raises
+    BuildFailed on failure or timeout."""
+    argv = parse_command(command) if isinstance(command, str) else list(command)
+    command = command if isinstance(command, str) else shlex.join(argv)
     started = time.monotonic()
     try:
         proc, exited = await _spawn(argv, cwd, env)

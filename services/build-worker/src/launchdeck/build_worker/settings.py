@@ -15,6 +15,20 @@ from launchdeck.libs.settings import (
     nats_url,
 )
 
+# Worker variables a build inherits by default: where the machine's trusted CA certificates are
+# (a TLS-inspecting proxy's CA, say; Node.js reads only its own list without the first) and the
+# registry corepack fetches yarn and pnpm from. Names, not credentials.
+BUILD_ENV_PASSTHROUGH = (
+    "NODE_EXTRA_CA_CERTS",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "PIP_CERT",
+    "COREPACK_NPM_REGISTRY",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -33,6 +47,8 @@ class Settings:
     # Dependency cache (cache.py): None turns it off. Local to this worker, best effort.
     cache_dir: Path | None = None
     cache_keep: int = 2  # entries (lock-file states) kept per project
+    # Worker environment variables passed on to install/build commands (when set).
+    build_env_passthrough: tuple[str, ...] = BUILD_ENV_PASSTHROUGH
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,6 +71,7 @@ class Settings:
             if value < 1:
                 raise SettingsError(f"environment variable {name} must be at least 1")
         hosts = env_str("LAUNCHDECK_GIT_TOKEN_HOSTS", "github.com")
+        passthrough = env_str("LAUNCHDECK_BUILD_ENV_PASSTHROUGH", ",".join(BUILD_ENV_PASSTHROUGH))
         cache_dir = (
             Path(env_str("LAUNCHDECK_BUILD_CACHE_DIR", str(state_dir / "build-cache"))).absolute()
             if env_bool("LAUNCHDECK_BUILD_CACHE", True)
@@ -72,4 +89,5 @@ class Settings:
             git_token_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
             cache_dir=cache_dir,
             cache_keep=cache_keep,
+            build_env_passthrough=tuple(n.strip() for n in passthrough.split(",") if n.strip()),
         )
