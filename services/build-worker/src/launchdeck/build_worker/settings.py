@@ -17,7 +17,8 @@ from launchdeck.libs.settings import (
 
 # Worker variables a build inherits by default: where the machine's trusted CA certificates are
 # (a TLS-inspecting proxy's CA, say; Node.js reads only its own list without the first) and the
-# registry corepack fetches yarn and pnpm from. Names, not credentials.
+# registry corepack fetches yarn and pnpm from, and the keys it checks their signatures with (an
+# empty value skips the check, for a mirror that drops the signatures). Names, not credentials.
 BUILD_ENV_PASSTHROUGH = (
     "NODE_EXTRA_CA_CERTS",
     "SSL_CERT_FILE",
@@ -27,6 +28,7 @@ BUILD_ENV_PASSTHROUGH = (
     "REQUESTS_CA_BUNDLE",
     "PIP_CERT",
     "COREPACK_NPM_REGISTRY",
+    "COREPACK_INTEGRITY_KEYS",
 )
 
 
