@@ -164,6 +164,14 @@ def test_problem_is_formatted_as_title_detail_and_field_errors() -> None:
         "  - repo_url: is required",
     ]
     assert format_problem(ApiError(status=404, title="Not found")) == ["Not found"]
+    # The API's detail for a single invalid field is that field's error: said once.
+    single = ApiError(
+        status=422,
+        title="Unprocessable Content",
+        detail="name: must be a slug",
+        errors=[FieldError("name", "must be a slug")],
+    )
+    assert format_problem(single) == ["Unprocessable Content: name: must be a slug"]
 
 
 def test_non_problem_error_responses_still_read_well() -> None:

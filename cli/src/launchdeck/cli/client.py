@@ -171,15 +171,21 @@ class LaunchdeckClient:
         return await self._list("/api/v1/projects")
 
     async def _list(self, path: str) -> list[Json]:
-        items: list[Json] = []
+        return [item async for item in self._pages(path)]
+
+    async def _pages(self, path: str, limit: int | None = None) -> AsyncIterator[Json]:
+        """Every item of a paginated list, fetched a page at a time as they are consumed."""
         cursor: str | None = None
         while True:
-            params = {"cursor": cursor} if cursor else None
-            page: Json = await self._request("GET", path, params=params)
-            items.extend(page.get("items") or [])
+            params = {"cursor": cursor} if cursor else {}
+            if limit is not None:
+                params["limit"] = str(limit)
+            page: Json = await self._request("GET", path, params=params or None)
+            for item in page.get("items") or []:
+                yield item
             cursor = page.get("next_cursor")
             if not cursor:
-                return items
+                return
 
     # Builds -----------------------------------------------------------------
 
@@ -189,6 +195,10 @@ class LaunchdeckClient:
             "POST", f"/api/v1/projects/{_segment(project)}/builds", body=body
         )
         return result
+
+    def builds(self, project: str, page_size: int | None = None) -> AsyncIterator[Json]:
+        """The project's builds, newest first."""
+        return self._pages(f"/api/v1/projects/{_segment(project)}/builds", page_size)
 
     async def get_build(self, build_id: str) -> Json:
         result: Json = await self._request("GET", f"/api/v1/builds/{_segment(build_id)}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +102,41 @@ async def follow_log(client: LaunchdeckClient, term: Terminal, build_id: str) ->
     raise RuntimeError("log stream ended without an end frame")  # pragma: no cover
 
 
-async def logs(client: LaunchdeckClient, term: Terminal, *, build_id: str, follow: bool) -> int:
+class NoSuchBuild(Exception):
+    """A `project#number` that names no build."""
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def resolve_build(client: LaunchdeckClient, ref: str) -> str:
+    """The build id `ref` names: a build id, `<project>` (its latest build) or
+    `<project>#<number>`."""
+    if _is_uuid(ref):
+        return ref
+    project, _, number = ref.partition("#")
+    if number and not number.isdigit():
+        raise NoSuchBuild(f"{ref!r}: the part after # must be a build number")
+    wanted = int(number) if number else None
+    async for build in client.builds(project, page_size=1 if wanted is None else 100):
+        if wanted is None or build["number"] == wanted:
+            return str(build["id"])
+        if build["number"] < wanted:  # newest first: it is not there
+            break
+    raise NoSuchBuild(f"project {project!r} has no build" + (f" #{wanted}" if wanted else "s"))
+
+
+async def logs(client: LaunchdeckClient, term: Terminal, *, build: str, follow: bool) -> int:
+    try:
+        build_id = await resolve_build(client, build)
+    except NoSuchBuild as exc:
+        term.error(str(exc))
+        return 1
     if not follow:
         term.raw(await client.build_log_text(build_id))
         return 0
@@ -109,8 +144,8 @@ async def logs(client: LaunchdeckClient, term: Terminal, *, build_id: str, follo
     status = await follow_log(client, term, build_id)
     if status == "succeeded":
         return 0
-    build = await client.get_build(build_id)
-    term.error(f"build {status}: {build.get('error') or 'see the log above'}")
+    error = (await client.get_build(build_id)).get("error")
+    term.error(f"build {status}: {error or 'see the log above'}")
     return 1
 
 

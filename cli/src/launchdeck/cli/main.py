@@ -25,7 +25,7 @@ examples:
   launchdeck dev
   launchdeck projects create blog https://github.com/me/blog.git --output-dir public
   launchdeck deploy blog --ref main
-  launchdeck logs 3f6c... -f
+  launchdeck logs blog -f          (the latest build; or blog#12, or a build id)
   launchdeck rollback blog"""
 
 
@@ -108,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_timeout(deploy, "how long to wait for the deployment after the build")
 
     logs = sub.add_parser("logs", parents=[common], help="print a build's log")
-    logs.add_argument("build_id", help="build id")
+    logs.add_argument(
+        "build",
+        help="build id, or a project name (its latest build), or <project>#<number>",
+    )
     logs.add_argument(
         "-f", "--follow", action="store_true", help="stream the log live until the build ends"
     )
@@ -153,7 +156,7 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
                 timeout_s=args.timeout,
             )
         case "logs":
-            return lambda c, t: commands.logs(c, t, build_id=args.build_id, follow=args.follow)
+            return lambda c, t: commands.logs(c, t, build=args.build, follow=args.follow)
         case "rollback":
             return lambda c, t: commands.rollback(
                 c, t, project=args.project, timeout_s=args.timeout

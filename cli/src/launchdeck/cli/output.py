@@ -44,12 +44,12 @@ def wants_colour(stream: TextIO) -> bool:
 
 
 def format_problem(error: ApiError) -> list[str]:
-    """`<title>: <detail>` then one `  - <field>: <message>` line per field error."""
-    lines = [str(error)]
-    lines += [
-        f"  - {e.field}: {e.message}" if e.field else f"  - {e.message}" for e in error.errors
-    ]
-    return lines
+    """`<title>: <detail>` then one `  - <field>: <message>` line per field error (unless the
+    detail already is that one error)."""
+    listed = [f"{e.field}: {e.message}" if e.field else e.message for e in error.errors]
+    if listed == [error.detail]:
+        return [str(error)]
+    return [str(error), *(f"  - {line}" for line in listed)]
 
 
 class Terminal:

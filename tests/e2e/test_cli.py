@@ -1,0 +1,86 @@
+"""The `launchdeck` CLI as users run it, as a process, against the real platform: create,
+deploy (log followed live, URL printed), logs by project / number / id, rollback, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from tests.conftest import GitRepoFactory, commit_files
+from tests.e2e.conftest import Api, Platform, site
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: list[str]
+    err: list[str]
+
+
+async def launchdeck(platform: Platform, *args: str) -> Result:
+    env = {key: value for key, value in platform.env.items() if not key.startswith("LAUNCHDECK_")}
+    env |= {"LAUNCHDECK_API_URL": platform.api_url, "LAUNCHDECK_TOKEN": platform.token}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "launchdeck.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return Result(done.returncode, done.stdout.splitlines(), done.stderr.splitlines())
+
+
+async def test_cli_deploys_follows_logs_and_rolls_back(
+    api: Api, platform: Platform, make_git_repo: GitRepoFactory
+) -> None:
+    repo = make_git_repo(site("CLI one"))
+    created = await launchdeck(platform, "projects", "create", "clisite", str(repo))
+    assert created.code == 0, created
+    assert created.out[-1] == "Deploy it with: launchdeck deploy clisite"
+
+    first = await launchdeck(platform, "deploy", "clisite")
+    assert first.code == 0, first
+    url = f"http://clisite.localhost:{platform.edge_port}/"
+    assert first.out[0].startswith("Build #1 ")
+    assert first.out[1] == f"▶ Cloning {repo} (ref main)"
+    assert any(line.startswith("✔ Build succeeded in ") for line in first.out)
+    assert first.out[-1] == f"Live at {url}"
+    assert "<h1>CLI one</h1>" in (await api.edge_get("clisite"))[1]
+
+    commit_files(repo, site("CLI two"), "second version")
+    second = await launchdeck(platform, "deploy", "clisite")
+    assert second.code == 0, second
+    assert "<h1>CLI two</h1>" in (await api.edge_get("clisite"))[1]
+
+    # `logs` takes the project (its latest build), project#number or a build id, and prints
+    # the same text as the HTTP log endpoint.
+    _, builds = await api.call("GET", "/projects/clisite/builds")
+    latest, oldest = builds["items"]
+    for ref, build in (("clisite", latest), ("clisite#1", oldest), (oldest["id"], oldest)):
+        printed = await launchdeck(platform, "logs", ref)
+        status, text = await api.call("GET", f"/builds/{build['id']}/logs")
+        assert (printed.code, status) == (0, 200), printed
+        assert printed.out == text.splitlines()
+        assert printed.out[-1].startswith("✔ Build succeeded in ")
+    followed = await launchdeck(platform, "logs", "clisite#1", "-f")
+    assert followed.code == 0, followed
+    assert followed.out + followed.err == printed.out  # a site build logs system lines only
+    missing = await launchdeck(platform, "logs", "clisite#9")
+    assert (missing.code, missing.err) == (1, ["error: project 'clisite' has no build #9"])
+
+    rollback = await launchdeck(platform, "rollback", "clisite")
+    assert rollback.code == 0, rollback
+    assert rollback.out[-1] == f"Live at {url}"
+    assert "<h1>CLI one</h1>" in (await api.edge_get("clisite"))[1]
+
+    unknown = await launchdeck(platform, "deploy", "nope")
+    assert (unknown.code, unknown.err) == (1, ["error: Not Found: no project 'nope'"])
+    bad = await launchdeck(platform, "projects", "create", "Bad Name", str(repo))
+    assert bad.code == 1
+    assert bad.err == [
+        "error: Unprocessable Content: name: must be a slug: lowercase letters, digits and '-', "
+        "starting with a letter or digit, at most 63 characters"
+    ]
