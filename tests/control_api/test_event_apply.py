@@ -256,3 +256,47 @@ async def test_rollback_skips_a_build_that_was_rolled_back(pool: asyncpg.Pool) -
     async with pool.acquire() as conn:
         again = await deployments_service.rollback(conn, project)
     assert again.build_id == b1.id
+
+
+async def test_an_older_build_finishing_last_does_not_take_production_back(
+    pool: asyncpg.Pool,
+) -> None:
+    """Builds finishing out of order (several workers): when build 1 succeeds after build 2 is
+    live or deploying, its deployment is recorded superseded, with the reason, and nothing is
+    sent to the deploy-engine; previews are per build and always deploy."""
+    project = await new_project(pool)
+    b1, b2 = await new_build(pool, project), await new_build(pool, project)
+    live = await activate(pool, await succeed(pool, b2), T0)
+    late = await succeed(pool, b1)
+    reason = "not deployed: build #2, which is newer, is already live or deploying"
+    assert (late.status, late.error, late.activated_at) == ("superseded", reason, None)
+    assert (await get_build(pool, b1.id)).deployment_id == late.id
+    assert (await get_deployment(pool, live.id)).status == "active"
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT subject, payload FROM outbox WHERE convert_from(payload, 'UTF8') LIKE $1",
+            f"%{late.id}%",
+        )
+    assert [row["subject"] for row in rows] == [
+        f"ld.events.deployment.{project.id}.{late.id}"
+    ]  # an event for viewers, no DeployRequested
+    event = decode(bytes(rows[0]["payload"]), DeploymentStatusChanged)
+    assert (event.status, event.error, event.build_id) == ("superseded", reason, str(b1.id))
+    # Its own event coming back through the stream changes nothing.
+    assert (await apply(pool, event)).result == "ignored"
+    # A rollback never lands on a build that was never live.
+    async with pool.acquire() as conn:
+        with pytest.raises(Conflict):
+            await deployments_service.rollback(conn, project)
+
+    # Still deploying counts too: b4 pending, then b3 finishes.
+    b3, b4 = await new_build(pool, project), await new_build(pool, project)
+    pending = await succeed(pool, b4)
+    assert pending.status == "pending"
+    assert (await succeed(pool, b3)).status == "superseded"
+
+    # A preview of an older build deploys as usual.
+    p1 = await new_build(pool, project, ref="topic")
+    p2 = await new_build(pool, project, ref="topic")
+    await activate(pool, await succeed(pool, p2), T0)
+    assert (await succeed(pool, p1)).status == "pending"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -19,10 +20,12 @@ from launchdeck.contracts.messages import (
     BuildStatusChanged,
     DeploymentStatusChanged,
 )
+from launchdeck.contracts.subjects import deployment_event_subject
 from launchdeck.control_api.deployments_service import start_deployment
 from launchdeck.control_api.models import Build, Deployment
 from launchdeck.control_api.projects_service import parse_uuid
 from launchdeck.control_api.store import builds, deployments, inbox, projects
+from launchdeck.libs import outbox
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
@@ -136,10 +139,48 @@ async def _deploy_succeeded_build(conn: Any, build: Build) -> uuid.UUID | None:
     project = await projects.get(conn, build.project_id)
     if project is None:
         return None
+    if build.environment == "production":
+        # Builds of one project may finish out of order (several workers): an older commit
+        # finishing last must not take production back from a newer one.
+        await projects.lock(conn, project.id)
+        newest = await deployments.newest_live_build(conn, project.id, "production")
+        if newest is not None and newest > build.number:
+            return await _superseded_before_deploying(conn, build, newest)
     deployment = await start_deployment(conn, project, build, build.environment, trigger="build")
     # The build points at its deployment at once, so a client can follow it while it activates.
     await builds.set_deployment(conn, build.id, deployment.id)
     log.info("deployment_started", build_id=str(build.id), deployment_id=str(deployment.id))
+    return deployment.id
+
+
+async def _superseded_before_deploying(conn: Any, build: Build, newer: int) -> uuid.UUID:
+    """Record the build's deployment as superseded without deploying it, and say so on the
+    events stream (the deploy-engine never hears of it)."""
+    reason = f"not deployed: build #{newer}, which is newer, is already live or deploying"
+    deployment = await deployments.insert(
+        conn,
+        deployment_id=uuid.uuid4(),
+        project_id=build.project_id,
+        build_id=build.id,
+        environment="production",
+        trigger="build",
+    )
+    await deployments.apply_status(
+        conn, deployment.id, status="superseded", url=None, error=reason, activated_at=None
+    )
+    await builds.set_deployment(conn, build.id, deployment.id)
+    event = DeploymentStatusChanged(
+        deployment_id=str(deployment.id),
+        project_id=str(build.project_id),
+        build_id=str(build.id),
+        environment="production",
+        status="superseded",
+        error=reason,
+        at=datetime.now(UTC),
+    )
+    subject = deployment_event_subject(str(build.project_id), str(deployment.id))
+    await outbox.enqueue(conn, subject, event)
+    log.info("deployment_skipped_stale", build_id=str(build.id), newer_build=newer)
     return deployment.id
 
 

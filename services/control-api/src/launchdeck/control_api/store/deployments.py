@@ -79,6 +79,19 @@ async def active(
     return None if row is None else from_record(Deployment, row)
 
 
+async def newest_live_build(conn: Any, project_id: uuid.UUID, environment: str) -> int | None:
+    """The number of the newest build that is live in `environment`, or on its way there (a
+    pending or activating deployment)."""
+    number: int | None = await conn.fetchval(
+        """SELECT max(b.number) FROM deployments d JOIN builds b ON b.id = d.build_id
+           WHERE d.project_id = $1 AND d.environment = $2
+             AND d.status IN ('pending', 'activating', 'active')""",
+        project_id,
+        environment,
+    )
+    return number
+
+
 async def previous_successful(
     conn: Any, project_id: uuid.UUID, environment: str, *, older_than_build: int | None
 ) -> Deployment | None:

@@ -83,6 +83,11 @@ async def delete(conn: Any, project_id: uuid.UUID) -> bool:
     return result == "DELETE 1"
 
 
+async def lock(conn: Any, project_id: uuid.UUID) -> None:
+    """Hold the project's row until the transaction ends (serialises its deployment decisions)."""
+    await conn.execute("SELECT 1 FROM projects WHERE id = $1 FOR UPDATE", project_id)
+
+
 async def take_build_number(conn: Any, project_id: uuid.UUID) -> int:
     """The next build number of the project; the row lock serialises concurrent triggers."""
     number: int = await conn.fetchval(
