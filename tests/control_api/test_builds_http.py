@@ -106,12 +106,16 @@ async def test_trigger_validates_its_body(api: Api) -> None:
     for body, field in [
         ({"deploy": "yes"}, "deploy"),
         ({"ref": "has space"}, "ref"),
+        ({"ref": "--upload-pack=/bin/sh"}, "ref"),  # would read as an option
+        ({"ref": "main..evil"}, "ref"),
         ({"environment": "staging"}, "environment"),
         ({"deplyo": False}, "deplyo"),
     ]:
         reply = await api.call("POST", path, body)
         assert reply.status == 422, (body, reply.body)
         assert reply.body["errors"][0]["field"] == field
+        if field == "ref":
+            assert reply.body["errors"][0]["message"].startswith("must be a git branch, tag or")
     assert (await api.call("POST", f"/api/v1/projects/{unique('ghost')}/builds", {})).status == 404
 
 

@@ -72,6 +72,23 @@ async def test_validation_names_nested_and_missing_fields(api: Api) -> None:
         assert message in reply.body["errors"][0]["message"]
 
 
+async def test_pattern_errors_say_what_is_expected(api: Api) -> None:
+    """A bad branch or domain gets a sentence, not the regular expression behind it."""
+    cases = [
+        ({"branch": "../../etc"}, "branch", "must be a git branch, tag or commit: no spaces"),
+        ({"branch": "-x"}, "branch", "must be a git branch, tag or commit: no spaces"),
+        ({"domains": ["ok.dev", "Not A Host"]}, "domains[1]", "must be a lowercase host name"),
+    ]
+    for extra, field, message in cases:
+        body = {"name": unique("pat"), "repo_url": "https://x.invalid/r.git", **extra}
+        reply = await api.call("POST", "/api/v1/projects", body)
+        assert reply.status == 422, (body, reply.body)
+        [error] = reply.body["errors"]
+        assert error["field"] == field
+        assert error["message"].startswith(message)
+        assert "regex" not in error["message"]
+
+
 async def test_malformed_json_is_400(api: Api) -> None:
     """A body that is not JSON is a 400 problem, not a 500."""
     reply = await api.call(

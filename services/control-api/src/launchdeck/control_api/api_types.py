@@ -22,8 +22,11 @@ T = TypeVar("T")
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 ProjectName = Annotated[str, Meta(pattern=SLUG_PATTERN, description="slug, unique")]
 RepoUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
-# Branch, tag or sha: no whitespace, none of the characters git forbids in ref names.
-GitRef = Annotated[str, Meta(min_length=1, max_length=255, pattern=r"^[^\s~^:?*\[\\]+$")]
+# Branch, tag or sha: no whitespace, none of the characters git forbids in ref names, and
+# nothing git could read as an option or a range (the build-worker refuses those too).
+GitRef = Annotated[
+    str, Meta(min_length=1, max_length=255, pattern=r"^(?!-)(?!.*\.\.)[^\s~^:?*\[\\]+$")
+]
 Hostname = Annotated[
     str,
     Meta(

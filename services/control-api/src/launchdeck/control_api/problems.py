@@ -69,12 +69,20 @@ _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 _REGEX = re.compile(r"^Expected `str` matching regex .*$")
 
 # Friendlier wording than "matching regex …" for the patterns users meet most.
+_GIT_REF_HINT = (
+    "must be a git branch, tag or commit: no spaces, no leading '-', no '..', "
+    "none of ~ ^ : ? * [ \\"
+)
 PATTERN_HINTS: dict[str, str] = {
     "name": (
         "must be a slug: lowercase letters, digits and '-', starting with a letter or digit, "
         "at most 63 characters"
     ),
+    "branch": _GIT_REF_HINT,
+    "ref": _GIT_REF_HINT,
+    "domains": "must be a lowercase host name such as www.example.com",
 }
+_INDEX = re.compile(r"\[\d+\]$")
 
 
 def _join(path: str, name: str) -> str:
@@ -91,7 +99,7 @@ def field_error(exc: msgspec.ValidationError) -> FieldError:
         return FieldError(_join(path, missing["name"]), "is required")
     if unknown := _UNKNOWN.match(message):
         return FieldError(_join(path, unknown["name"]), "is not a known field")
-    leaf = path.rsplit(".", 1)[-1]
+    leaf = _INDEX.sub("", path.rsplit(".", 1)[-1])  # `domains[1]` → `domains`
     if _REGEX.match(message) and leaf in PATTERN_HINTS:
         message = PATTERN_HINTS[leaf]
     return FieldError(path or "body", message)
