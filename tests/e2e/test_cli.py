@@ -76,6 +76,26 @@ async def test_cli_deploys_follows_logs_and_rolls_back(
     assert rollback.out[-1] == f"Live at {url}"
     assert "<h1>CLI one</h1>" in (await api.edge_get("clisite"))[1]
 
+    # History, newest first: builds with number, status, ref and commit; deployments with
+    # status, environment, build, and the URL of each.
+    history = await launchdeck(platform, "builds", "clisite")
+    assert history.code == 0, history
+    assert history.out[0].split() == ["#", "STATUS", "REF", "COMMIT", "CREATED", "ID", "ERROR"]
+    rows = [line.split() for line in history.out[1:]]
+    assert [row[:4] for row in rows] == [
+        ["2", "succeeded", "main", latest["commit_sha"][:7]],
+        ["1", "succeeded", "main", oldest["commit_sha"][:7]],
+    ]
+    assert [row[6] for row in rows] == [latest["id"], oldest["id"]]
+    shown = await launchdeck(platform, "deployments", "clisite", "--limit", "2")
+    assert shown.code == 0, shown
+    rows = [line.split() for line in shown.out[1:]]
+    assert [(row[0], row[1], row[2]) for row in rows] == [
+        ("active", "production", oldest["id"]),
+        ("rolled_back", "production", latest["id"]),
+    ]
+    assert all(url in line for line in shown.out[1:])
+
     unknown = await launchdeck(platform, "deploy", "nope")
     assert (unknown.code, unknown.err) == (1, ["error: Not Found: no project 'nope'"])
     bad = await launchdeck(platform, "projects", "create", "Bad Name", str(repo))

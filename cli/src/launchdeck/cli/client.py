@@ -280,7 +280,11 @@ class LaunchdeckClient:
         return result
 
     async def list_deployments(self, project: str) -> list[Json]:
-        return await self._list(f"/api/v1/projects/{_segment(project)}/deployments")
+        return [d async for d in self.deployments(project)]
+
+    def deployments(self, project: str, page_size: int | None = None) -> AsyncIterator[Json]:
+        """The project's deployments, newest first."""
+        return self._pages(f"/api/v1/projects/{_segment(project)}/deployments", page_size)
 
     async def rollback(self, project: str) -> Json:
         result: Json = await self._request(

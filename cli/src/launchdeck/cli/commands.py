@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from launchdeck.cli.client import (
     Json,
     LaunchdeckClient,
 )
-from launchdeck.cli.output import Terminal
+from launchdeck.cli.output import Terminal, table
 
 POLL_INTERVAL_S = 0.5
 DEFAULT_DEPLOY_TIMEOUT_S = 180.0
@@ -83,10 +84,70 @@ async def projects_list(client: LaunchdeckClient, term: Terminal) -> int:
         (str(p.get("name")), str(p.get("branch")), str(p.get("id")), str(p.get("repo_url")))
         for p in projects
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for name, branch, project_id, repo in rows:
-        cells = (name.ljust(widths[0]), branch.ljust(widths[1]), project_id.ljust(widths[2]), repo)
-        term.info("  ".join(cells))
+    for line in table(rows):
+        term.info(line)
+    return 0
+
+
+def _when(timestamp: object) -> str:
+    """An API timestamp (RFC 3339, UTC) as `2026-11-22 05:08:19`; `-` when there is none."""
+    return str(timestamp)[:19].replace("T", " ") if timestamp else "-"
+
+
+async def _first(items: AsyncIterator[Json], limit: int) -> list[Json]:
+    taken: list[Json] = []
+    async for item in items:
+        taken.append(item)
+        if len(taken) >= limit:
+            break
+    return taken
+
+
+async def builds_list(client: LaunchdeckClient, term: Terminal, *, project: str, limit: int) -> int:
+    """The project's latest builds, newest first."""
+    builds = await _first(client.builds(project, page_size=limit), limit)
+    if not builds:
+        term.info(f"No builds yet. Start one with: launchdeck deploy {project}")
+        return 0
+    rows = [("#", "STATUS", "REF", "COMMIT", "CREATED", "ID", "ERROR")] + [
+        (
+            str(b["number"]),
+            str(b["status"]),
+            str(b.get("ref") or ""),
+            str(b.get("commit_sha") or "")[:7] or "-",
+            _when(b.get("created_at")),
+            str(b["id"]),
+            str(b.get("error") or ""),
+        )
+        for b in builds
+    ]
+    for line in table(rows):
+        term.info(line.rstrip())
+    return 0
+
+
+async def deployments_list(
+    client: LaunchdeckClient, term: Terminal, *, project: str, limit: int
+) -> int:
+    """The project's latest deployments, newest first."""
+    deployments = await _first(client.deployments(project, page_size=limit), limit)
+    if not deployments:
+        term.info(f"No deployments yet. Deploy with: launchdeck deploy {project}")
+        return 0
+    rows = [("STATUS", "ENV", "BUILD", "CREATED", "ACTIVATED", "URL", "ERROR")] + [
+        (
+            str(d["status"]),
+            str(d["environment"]),
+            str(d["build_id"]),
+            _when(d.get("created_at")),
+            _when(d.get("activated_at")),
+            str(d.get("url") or "-"),
+            str(d.get("error") or ""),
+        )
+        for d in deployments
+    ]
+    for line in table(rows):
+        term.info(line.rstrip())
     return 0
 
 

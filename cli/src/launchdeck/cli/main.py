@@ -25,7 +25,9 @@ examples:
   launchdeck dev
   launchdeck projects create blog https://github.com/me/blog.git --output-dir public
   launchdeck deploy blog --ref main
+  launchdeck builds blog
   launchdeck logs blog -f          (the latest build; or blog#12, or a build id)
+  launchdeck deployments blog
   launchdeck rollback blog"""
 
 
@@ -107,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_timeout(deploy, "how long to wait for the deployment after the build")
 
+    for name, what in (("builds", "builds"), ("deployments", "deployments")):
+        history = sub.add_parser(
+            name, parents=[common], help=f"list a project's latest {what}, newest first"
+        )
+        history.add_argument("project", help="project name or id")
+        history.add_argument(
+            "-n", "--limit", type=int, default=20, help="how many to show (default: 20)"
+        )
+
     logs = sub.add_parser("logs", parents=[common], help="print a build's log")
     logs.add_argument(
         "build",
@@ -154,6 +165,14 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
                 ref=args.ref,
                 wait=not args.no_wait,
                 timeout_s=args.timeout,
+            )
+        case "builds":
+            return lambda c, t: commands.builds_list(
+                c, t, project=args.project, limit=max(1, min(args.limit, 100))
+            )
+        case "deployments":
+            return lambda c, t: commands.deployments_list(
+                c, t, project=args.project, limit=max(1, min(args.limit, 100))
             )
         case "logs":
             return lambda c, t: commands.logs(c, t, build=args.build, follow=args.follow)
