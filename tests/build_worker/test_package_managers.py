@@ -151,6 +151,7 @@ async def test_yarn_berry_project_builds_on_a_worker_without_yarn(
         "fake yarn install --immutable",
     ]
     assert "fake yarn run build" in text
+    assert any(t.startswith("✔ Packaged 1 file (") for t in text)  # dist/index.html alone
     done = (await build_events(js, cmd.project_id, cmd.build_id))[-1]
     assert done.status == "succeeded", done.error
     assert done.artifact is not None

@@ -296,7 +296,8 @@ class BuildWorker:
             logs.system(f"⚠ {label} has no index.html at its top level")
         artifact = await upload_artifact(self._js, build_id, package)
         logs.system(
-            f"✔ Packaged {package.files} files ({human_size(package.size)}, sha256 "
+            f"✔ Packaged {package.files} file{'' if package.files == 1 else 's'} "
+            f"({human_size(package.size)}, sha256 "
             f"{package.sha256[:12]}) in {_seconds(started)}"
         )
         return artifact
