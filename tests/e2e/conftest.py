@@ -247,3 +247,28 @@ async def read_ws(
             assert frame["type"] == "log", frame
             lines.append(frame)
     raise AssertionError("socket closed without an end frame")
+
+
+# The CLI as users run it --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: list[str]
+    err: list[str]
+
+
+async def launchdeck(platform: Platform, *args: str) -> Result:
+    """Run `launchdeck <args>` as a process against `platform` (API URL and token by env)."""
+    env = {key: value for key, value in platform.env.items() if not key.startswith("LAUNCHDECK_")}
+    env |= {"LAUNCHDECK_API_URL": platform.api_url, "LAUNCHDECK_TOKEN": platform.token}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "launchdeck.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return Result(done.returncode, done.stdout.splitlines(), done.stderr.splitlines())

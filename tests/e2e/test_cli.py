@@ -3,34 +3,8 @@ deploy (log followed live, URL printed), logs by project / number / id, rollback
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-from dataclasses import dataclass
-
 from tests.conftest import GitRepoFactory, commit_files
-from tests.e2e.conftest import Api, Platform, site
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: list[str]
-    err: list[str]
-
-
-async def launchdeck(platform: Platform, *args: str) -> Result:
-    env = {key: value for key, value in platform.env.items() if not key.startswith("LAUNCHDECK_")}
-    env |= {"LAUNCHDECK_API_URL": platform.api_url, "LAUNCHDECK_TOKEN": platform.token}
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "launchdeck.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return Result(done.returncode, done.stdout.splitlines(), done.stderr.splitlines())
+from tests.e2e.conftest import Api, Platform, launchdeck, site
 
 
 async def test_cli_deploys_follows_logs_and_rolls_back(

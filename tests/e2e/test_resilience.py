@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     create_project,
     deploy,
     launch_platform,
+    launchdeck,
     read_ws,
     site,
     wait_http_ok,
@@ -129,6 +130,40 @@ async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
     pids = [int(p.name) for p in markers.iterdir()]
     assert len(pids) == 2
     await eventually("the build commands gone", lambda: _none_alive(pids), timeout_s=10)
+
+
+async def test_cli_following_a_deploy_rides_out_a_control_api_crash(
+    api: Api, platform: Platform, make_git_repo: GitRepoFactory, tmp_path: Path
+) -> None:
+    """`launchdeck deploy` is following the build log when the control-api is SIGKILLed and
+    restarted: the CLI reconnects where it left off, prints every line once, and still reports
+    the deployment live; the build itself never noticed."""
+    markers = tmp_path / "build-pids"
+    markers.mkdir()
+    repo = make_git_repo({"slow.py": SLOW_BUILD.format(markers=str(markers))})
+    await create_project(
+        api, "follower", repo, build={"build_command": "python3 slow.py", "output_dir": "dist"}
+    )
+    cli = asyncio.create_task(launchdeck(platform, "deploy", "follower"))
+
+    async def mid_build() -> bool:
+        assert not cli.done(), cli
+        _, builds = await api.call("GET", "/projects/follower/builds")
+        if not builds["items"]:
+            return False
+        _, log = await api.call("GET", f"/builds/{builds['items'][0]['id']}/logs")
+        return "line 10" in str(log).splitlines()
+
+    await eventually("line 10 of the build", mid_build)
+    await asyncio.to_thread(platform.stop, "control_api", signal.SIGKILL)
+    platform.start("control_api")
+
+    result = await cli
+    assert result.code == 0, result
+    assert [t for t in result.out if t.startswith("line ")] == [f"line {i}" for i in range(1, 61)]
+    assert not any(t.startswith("▶ Attempt 2") for t in result.out)
+    assert result.out[-1] == f"Live at http://follower.localhost:{platform.edge_port}/"
+    assert await served(api, "follower", "<h1>survived a crash</h1>")
 
 
 async def _none_alive(pids: list[int]) -> bool:
