@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import asyncpg
+
+from launchdeck.contracts.codec import decode
+from launchdeck.contracts.messages import UndeployRequested
+from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
 from tests.control_api.conftest import Api, token, unique
 
 PROBLEM = "application/problem+json"
@@ -147,8 +152,9 @@ async def test_unknown_route_and_wrong_method_are_problems(api: Api) -> None:
     assert unknown.content_type.startswith(PROBLEM)
 
 
-async def test_patch_and_delete(api: Api) -> None:
-    """PATCH changes only the given fields, refuses a rename; DELETE removes the project."""
+async def test_patch_and_delete(api: Api, pool: asyncpg.Pool) -> None:
+    """PATCH changes only the given fields, refuses a rename; DELETE removes the project and,
+    in the same transaction, asks the deploy-engine to stop serving it."""
     name = unique("edit")
     created = await api.create_project(name, domains=["a.example.com"])
     reply = await api.call(
@@ -166,6 +172,15 @@ async def test_patch_and_delete(api: Api) -> None:
 
     assert (await api.call("DELETE", f"/api/v1/projects/{name}")).status == 204
     assert (await api.call("GET", f"/api/v1/projects/{name}")).status == 404
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT payload FROM outbox WHERE subject = $1", SUBJECT_UNDEPLOY_JOBS
+        )
+    commands = [decode(bytes(row["payload"]), UndeployRequested) for row in rows]
+    assert [(c.project_id, c.project_name) for c in commands if c.project_name == name] == [
+        (created["id"], name)
+    ]
+    assert (await api.call("DELETE", f"/api/v1/projects/{name}")).status == 404
 
 
 async def test_list_paginates_with_a_cursor(api: Api) -> None:

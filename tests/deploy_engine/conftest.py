@@ -24,6 +24,7 @@ from launchdeck.contracts.messages import (
     DeploymentStatusChanged,
     DeployRequested,
     Environment,
+    UndeployRequested,
 )
 from launchdeck.deploy_engine.caddy import ensure_caddy, listen_address, stop_caddy
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
@@ -125,6 +126,14 @@ class Engine:
         )
         outcome = await self.handler.handle_deploy(cmd, delivery)
         return outcome, await self.events(deployment_id)
+
+    async def undeploy(self, project_id: str | None = None) -> Outcome:
+        """Run one UndeployRequested (the project was deleted) through the handler."""
+        cmd = UndeployRequested(project_id=project_id or self.project_id, project_name=self.project)
+        delivery = Delivery(
+            num_delivered=1, max_deliver=3, subject=s.SUBJECT_UNDEPLOY_JOBS, stream_seq=1
+        )
+        return await self.handler.handle_undeploy(cmd, delivery)
 
     async def events(self, deployment_id: str) -> list[DeploymentStatusChanged]:
         """The deployment's events from the EVENTS stream, up to its terminal status."""

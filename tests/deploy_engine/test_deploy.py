@@ -167,3 +167,42 @@ async def test_old_releases_are_pruned(engine: Engine) -> None:
     kept = [r.build_id for r in engine.edge.store.list_releases(engine.project)]
     assert kept == builds[:1:-1]
     assert (await engine.get("/"))[2] == "v4"
+
+
+async def test_undeploy_stops_serving_removes_releases_and_refuses_later_deploys(
+    engine: Engine,
+) -> None:
+    """A deleted project: its hosts and previews answer 404, its releases are gone, a restart's
+    reconcile does not bring it back, and a deploy command arriving late is refused."""
+    assert (await engine.deploy(new_build(), V1))[0] is Outcome.ACK
+    preview = new_build()
+    assert (await engine.deploy(preview, V2, environment="preview"))[0] is Outcome.ACK
+    preview_host = f"{preview[:8]}-{engine.project}.localhost"
+    store = engine.edge.store
+
+    assert await engine.undeploy() is Outcome.ACK
+    assert (await engine.get("/"))[0] == 404
+    assert (await engine.edge.get(preview_host, "/"))[0] == 404
+    assert (await engine.edge.get("localhost", f"/preview/{preview}/"))[0] == 404
+    assert not store.project_dir(engine.project).exists()
+    assert not list(store.root.glob(".rm-*"))
+    await reconcile(engine.edge.sites)
+    assert (await engine.get("/"))[0] == 404
+
+    outcome, events = await engine.deploy(new_build(), V2)
+    assert outcome is Outcome.ACK
+    assert [e.status for e in events] == ["activating", "failed"]
+    assert events[-1].error == "the project was deleted"
+    assert (await engine.get("/"))[0] == 404
+    assert await engine.undeploy() is Outcome.ACK  # redelivered: nothing left, still fine
+
+
+async def test_undeploy_of_a_deleted_project_spares_a_new_one_of_the_same_name(
+    engine: Engine,
+) -> None:
+    """The name was taken again by a new project before the old one's undeploy arrived: the new
+    project's site stays."""
+    assert (await engine.deploy(new_build(), V1))[0] is Outcome.ACK
+    assert await engine.undeploy(project_id=str(uuid.uuid4())) is Outcome.ACK
+    assert (await engine.get("/"))[2] == "<h1>Version one</h1>"
+    assert engine.edge.store.active_build(engine.project) is not None

@@ -237,3 +237,32 @@ async def test_killed_engine_and_caddy_come_back_with_every_site_without_rebuild
         assert await eventually(f"{name} served", lambda n=name, b=body: served(api, n, b), 15)
     assert read_pid(CaddyPaths.of(platform.state_dir)) not in (None, old_caddy)
     assert await build_count(api) == builds_before
+
+
+async def test_deleted_project_stops_being_served_even_after_an_engine_restart(
+    api: Api, platform: Platform, make_git_repo: GitRepoFactory
+) -> None:
+    """DELETE of a project takes its site off the edge and its releases off the disk; a
+    restarted deploy-engine does not bring it back; the name can then be used again."""
+    await create_project(api, "gone", make_git_repo(site("Soon gone")))
+    await deploy(api, "gone")
+    assert await served(api, "gone", "<h1>Soon gone</h1>")
+
+    status, _ = await api.call("DELETE", "/projects/gone")
+    assert status == 204
+
+    async def off_the_edge() -> bool:
+        return (await api.edge_get("gone"))[0] == 404
+
+    await eventually("the site off the edge", off_the_edge)
+    await eventually(
+        "its releases removed", lambda: not (platform.state_dir / "releases" / "gone").exists()
+    )
+    await asyncio.to_thread(platform.stop, "deploy_engine", signal.SIGTERM)
+    platform.start("deploy_engine")
+    await wait_http_ok(f"{platform.engine_url}/health", 60, platform)
+    assert (await api.edge_get("gone"))[0] == 404
+
+    await create_project(api, "gone", make_git_repo(site("Back again")))
+    await deploy(api, "gone")
+    assert await served(api, "gone", "<h1>Back again</h1>")

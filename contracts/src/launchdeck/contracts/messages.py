@@ -83,6 +83,15 @@ class DeployRequested(Message, kw_only=True, frozen=True):
     requested_at: datetime | None = None
 
 
+class UndeployRequested(Message, kw_only=True, frozen=True):
+    """`ld.jobs.undeploy`: the project was deleted; stop serving it and remove its releases.
+    Deploy commands of `project_id` that arrive later are refused."""
+
+    project_id: str
+    project_name: str
+    requested_at: datetime | None = None
+
+
 # --- events -----------------------------------------------------------------------------------
 
 

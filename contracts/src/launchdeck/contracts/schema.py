@@ -17,6 +17,7 @@ from launchdeck.contracts import messages
 MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     messages.BuildRequested,
     messages.DeployRequested,
+    messages.UndeployRequested,
     messages.BuildStatusChanged,
     messages.DeploymentStatusChanged,
     messages.LogBatch,

@@ -12,6 +12,7 @@ SUBJECT_BUILD_JOBS = "ld.jobs.build"
 
 STREAM_DEPLOYS = "DEPLOYS"
 SUBJECT_DEPLOY_JOBS = "ld.jobs.deploy"
+SUBJECT_UNDEPLOY_JOBS = "ld.jobs.undeploy"  # same stream, its own consumer
 
 STREAM_GENERATIONS = "GENERATIONS"
 SUBJECT_GENERATION_JOBS = "ld.jobs.generate"
@@ -34,6 +35,7 @@ ADVISORY_MAX_DELIVERIES_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 # --- durable consumers --------------------------------------------------------------------
 CONSUMER_BUILD_WORKERS = "build-workers"
 CONSUMER_DEPLOY_ENGINES = "deploy-engines"
+CONSUMER_UNDEPLOY_ENGINES = "deploy-engines-undeploy"
 CONSUMER_GENERATORS = "generators"
 CONSUMER_CONTROL_API_EVENTS = "control-api-events"
 

@@ -31,10 +31,10 @@ DUPLICATE_WINDOW_S = 2 * 3600.0
 def stream_configs(
     *, logs_max_age_s: float = 7 * DAY, logs_max_bytes: int = 2 * 1024**3
 ) -> list[StreamConfig]:
-    def work_queue(name: str, subject: str) -> StreamConfig:
+    def work_queue(name: str, *subjects: str) -> StreamConfig:
         return StreamConfig(
             name=name,
-            subjects=[subject],
+            subjects=list(subjects),
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
@@ -42,7 +42,7 @@ def stream_configs(
 
     return [
         work_queue(s.STREAM_BUILDS, s.SUBJECT_BUILD_JOBS),
-        work_queue(s.STREAM_DEPLOYS, s.SUBJECT_DEPLOY_JOBS),
+        work_queue(s.STREAM_DEPLOYS, s.SUBJECT_DEPLOY_JOBS, s.SUBJECT_UNDEPLOY_JOBS),
         work_queue(s.STREAM_GENERATIONS, s.SUBJECT_GENERATION_JOBS),
         StreamConfig(
             name=s.STREAM_EVENTS,

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from launchdeck.contracts.messages import UndeployRequested
+from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
 from launchdeck.control_api.api_types import ProjectCreate, ProjectUpdate
 from launchdeck.control_api.errors import Conflict, Invalid, NotFound
 from launchdeck.control_api.models import Project
 from launchdeck.control_api.store import projects as store
+from launchdeck.libs import outbox
 
 
 def new_webhook_secret() -> str:
@@ -76,5 +80,12 @@ async def update_project(conn: Any, project: Project, request: ProjectUpdate) ->
 
 
 async def delete_project(conn: Any, project: Project) -> None:
-    if not await store.delete(conn, project.id):
-        raise NotFound(f"no project {project.name!r}")
+    """Delete the project with its builds and deployments, and tell the deploy-engine (in the
+    same transaction) to stop serving it and remove its releases."""
+    async with conn.transaction():
+        if not await store.delete(conn, project.id):
+            raise NotFound(f"no project {project.name!r}")
+        command = UndeployRequested(
+            project_id=str(project.id), project_name=project.name, requested_at=datetime.now(UTC)
+        )
+        await outbox.enqueue(conn, SUBJECT_UNDEPLOY_JOBS, command)

@@ -1,4 +1,5 @@
-"""Handling one DeployRequested: make a build's release the one an environment serves.
+"""Handling one DeployRequested: make a build's release the one an environment serves (and one
+UndeployRequested: a deleted project stops being served and its releases go).
 
 activating → (fetch artifact → verify sha256 → extract, unless the release is already on disk,
 which is how a rollback works) → production: swap `current` and make sure the project's route
@@ -20,7 +21,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import BadObjectMetaError, DigestMismatchError, ObjectNotFoundError
 
 from launchdeck.contracts.codec import encode
-from launchdeck.contracts.messages import DeploymentStatus, DeploymentStatusChanged, DeployRequested
+from launchdeck.contracts.messages import (
+    DeploymentStatus,
+    DeploymentStatusChanged,
+    DeployRequested,
+    UndeployRequested,
+)
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, deployment_event_subject
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
 from launchdeck.deploy_engine.extract import Limits, ReleaseArchiveError, extract_release
@@ -90,6 +96,8 @@ class DeployHandler:
             check_build_id(cmd.build_id)
             lock = self._locks.setdefault(cmd.project_name, asyncio.Lock())
             async with lock:
+                if self.store.is_removed(cmd.project_id):
+                    raise DeployFailed("the project was deleted")
                 url = await self._activate(cmd)
                 await self._publish(cmd, "active", url=url)
                 self.activated += 1
@@ -108,6 +116,32 @@ class DeployHandler:
                 return Outcome.RETRY
             log.exception("deploy_crashed")
             await self._fail(cmd, f"internal error: {exc}")
+        return Outcome.ACK
+
+    async def handle_undeploy(self, cmd: UndeployRequested, delivery: Delivery) -> Outcome:
+        bind_ids(project_id=cmd.project_id)
+        try:
+            check_project_name(cmd.project_name)
+            lock = self._locks.setdefault(cmd.project_name, asyncio.Lock())
+            async with lock:
+                # First: a deploy command of the deleted project arriving later is refused.
+                self.store.mark_removed(cmd.project_id)
+                owner = self.store.read_meta(cmd.project_name).project_id
+                if owner not in (None, cmd.project_id):
+                    log.info("undeploy_skipped_name_reused", project=cmd.project_name)
+                    return Outcome.ACK
+                await self.sites.stop_serving(cmd.project_name)
+                removed = await asyncio.to_thread(self.store.remove_project, cmd.project_name)
+        except InvalidName as exc:
+            log.error("undeploy_refused", error=str(exc))
+            return Outcome.TERM
+        except Exception as exc:
+            if not delivery.last_attempt:
+                log.warning("undeploy_retry", error=str(exc), attempt=delivery.num_delivered)
+                return Outcome.RETRY
+            log.exception("undeploy_crashed")
+            return Outcome.TERM
+        log.info("project_undeployed", project=cmd.project_name, releases_removed=removed)
         return Outcome.ACK
 
     async def _fail(self, cmd: DeployRequested, reason: str) -> None:
@@ -141,6 +175,10 @@ class DeployHandler:
 
     async def _activate(self, cmd: DeployRequested) -> str:
         project, build_id = cmd.project_name, cmd.build_id
+        meta = self.store.read_meta(project)
+        if meta.project_id != cmd.project_id:
+            meta.project_id = cmd.project_id
+            self.store.write_meta(project, meta)
         release = self.store.release_dir(project, build_id)
         if not release.is_dir():
             await self._fetch_release(cmd, release)

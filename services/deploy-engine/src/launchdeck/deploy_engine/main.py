@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from launchdeck.contracts import subjects as s
-from launchdeck.contracts.messages import DeployRequested
+from launchdeck.contracts.messages import DeployRequested, UndeployRequested
 from launchdeck.deploy_engine.caddy import ensure_caddy, listen_address
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
@@ -104,6 +104,12 @@ async def serve(stop: asyncio.Event) -> None:
             subject=s.SUBJECT_DEPLOY_JOBS,
             message_type=DeployRequested,
         )
+        undeploy_spec = ConsumerSpec(
+            stream=s.STREAM_DEPLOYS,
+            durable=s.CONSUMER_UNDEPLOY_ENGINES,
+            subject=s.SUBJECT_UNDEPLOY_JOBS,
+            message_type=UndeployRequested,
+        )
         log.info(
             "deploy_engine_ready",
             edge=settings.site_url(f"*.{settings.base_domain}"),
@@ -116,6 +122,7 @@ async def serve(stop: asyncio.Event) -> None:
                 asyncio.create_task(
                     consume(js, spec, handler.handle_deploy, concurrency=settings.concurrency)
                 ),
+                asyncio.create_task(consume(js, undeploy_spec, handler.handle_undeploy)),
                 asyncio.create_task(watch_edge(settings, sites)),
             )
         finally:

@@ -3,7 +3,8 @@
     releases/<project>/<build_id>/     one immutable directory per release
     releases/<project>/current         symlink to the active production release (relative)
     releases/<project>/.project.json   what the edge needs to serve it again after a restart
-                                       (custom domains, preview builds)
+                                       (custom domains, preview builds) and whose it is
+    releases/.removed/<project_id>     deleted projects: deploy commands for them are refused
 
 Entries whose name starts with a dot are bookkeeping (temporary extraction dirs, metadata) and
 never releases. All functions are synchronous and cheap except `prune` (run it in a thread).
@@ -21,6 +22,7 @@ from pathlib import Path
 
 CURRENT = "current"
 META_FILE = ".project.json"
+REMOVED_DIR = ".removed"
 
 PROJECT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 BUILD_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -53,6 +55,8 @@ class Release:
 class ProjectMeta:
     domains: list[str] = field(default_factory=list)
     previews: list[str] = field(default_factory=list)  # build ids deployed as previews
+    # The project these releases belong to (a deleted project's name can be taken again).
+    project_id: str | None = None
 
 
 class ReleaseStore:
@@ -148,6 +152,10 @@ class ReleaseStore:
     def clean_leftovers(self) -> int:
         """Remove what an interrupted extraction, download or prune left behind."""
         removed = 0
+        if self.root.is_dir():
+            for entry in self.root.glob(".rm-*"):  # a deleted project's directory
+                shutil.rmtree(entry, ignore_errors=True)
+                removed += 1
         for project in self.projects():
             for entry in self.project_dir(project).iterdir():
                 if entry.name.startswith((".tmp-", ".rm-", ".incoming-", f".{CURRENT}-")):
@@ -164,17 +172,43 @@ class ReleaseStore:
             raw = json.loads(path.read_text())
         except (FileNotFoundError, ValueError):
             return ProjectMeta()
+        project_id = raw.get("project_id")
         return ProjectMeta(
             domains=[str(d) for d in raw.get("domains", [])],
             previews=[str(b) for b in raw.get("previews", [])],
+            project_id=str(project_id) if project_id else None,
         )
 
     def write_meta(self, project: str, meta: ProjectMeta) -> None:
         directory = self.project_dir(project)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f"{META_FILE}.{secrets.token_hex(4)}"
-        tmp.write_text(json.dumps({"domains": meta.domains, "previews": meta.previews}))
+        raw = {"domains": meta.domains, "previews": meta.previews, "project_id": meta.project_id}
+        tmp.write_text(json.dumps(raw))
         os.replace(tmp, directory / META_FILE)
+
+    def _tombstone(self, project_id: str) -> Path:
+        return self.root / REMOVED_DIR / check_build_id(project_id)
+
+    def is_removed(self, project_id: str) -> bool:
+        """Whether the project with this id was deleted (its deploy commands are refused)."""
+        return self._tombstone(project_id).exists()
+
+    def mark_removed(self, project_id: str) -> None:
+        tombstone = self._tombstone(project_id)
+        tombstone.parent.mkdir(parents=True, exist_ok=True)
+        tombstone.touch()
+
+    def remove_project(self, project: str) -> bool:
+        """Delete the project's directory (releases, `current`, metadata); False if none."""
+        directory = self.project_dir(project)
+        if not directory.is_dir():
+            return False
+        # Renamed first, like a pruned release: never half-deleted under the project's name.
+        doomed = self.root / f".rm-{project}-{secrets.token_hex(4)}"
+        os.rename(directory, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return True
 
 
 def touch(path: Path) -> None:

@@ -50,6 +50,12 @@ class Sites:
         await self.admin.delete_route(er.preview_host_route_id(project, build_id))
         await self.admin.delete_route(er.preview_path_route_id(project, build_id))
 
+    async def stop_serving(self, project: str) -> None:
+        """Remove the project's routes: its hosts and every preview."""
+        await self.admin.delete_route(er.project_route_id(project))
+        for build_id in self.store.read_meta(project).previews:
+            await self.drop_preview(project, build_id)
+
 
 async def reconcile(sites: Sites) -> ReconcileReport:
     """Give every project with an active release (and every kept preview) its routes again.
