@@ -14,6 +14,11 @@ async def test_cli_deploys_follows_logs_and_rolls_back(
     created = await launchdeck(platform, "projects", "create", "clisite", str(repo))
     assert created.code == 0, created
     assert created.out[-1] == "Deploy it with: launchdeck deploy clisite"
+    empty = await launchdeck(platform, "builds", "clisite")
+    assert (empty.code, empty.out) == (
+        0,
+        ["No builds yet. Start one with: launchdeck deploy clisite"],
+    )
 
     first = await launchdeck(platform, "deploy", "clisite")
     assert first.code == 0, first

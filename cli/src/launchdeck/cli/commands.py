@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,23 +94,37 @@ def _when(timestamp: object) -> str:
     return str(timestamp)[:19].replace("T", " ") if timestamp else "-"
 
 
-async def _first(items: AsyncIterator[Json], limit: int) -> list[Json]:
-    taken: list[Json] = []
+async def _print_history(
+    term: Terminal,
+    items: AsyncIterator[Json],
+    limit: int,
+    *,
+    header: tuple[str, ...],
+    row: Callable[[Json], tuple[str, ...]],
+    none_yet: str,
+) -> int:
+    """The first `limit` of `items` (newest first) as a table, or `none_yet`."""
+    rows: list[tuple[str, ...]] = [header]
     async for item in items:
-        taken.append(item)
-        if len(taken) >= limit:
+        rows.append(row(item))
+        if len(rows) > limit:
             break
-    return taken
+    if len(rows) == 1:
+        term.info(none_yet)
+        return 0
+    for line in table(rows):
+        term.info(line.rstrip())
+    return 0
 
 
 async def builds_list(client: LaunchdeckClient, term: Terminal, *, project: str, limit: int) -> int:
     """The project's latest builds, newest first."""
-    builds = await _first(client.builds(project, page_size=limit), limit)
-    if not builds:
-        term.info(f"No builds yet. Start one with: launchdeck deploy {project}")
-        return 0
-    rows = [("#", "STATUS", "REF", "COMMIT", "CREATED", "ID", "ERROR")] + [
-        (
+    return await _print_history(
+        term,
+        client.builds(project, page_size=limit),
+        limit,
+        header=("#", "STATUS", "REF", "COMMIT", "CREATED", "ID", "ERROR"),
+        row=lambda b: (
             str(b["number"]),
             str(b["status"]),
             str(b.get("ref") or ""),
@@ -118,24 +132,21 @@ async def builds_list(client: LaunchdeckClient, term: Terminal, *, project: str,
             _when(b.get("created_at")),
             str(b["id"]),
             str(b.get("error") or ""),
-        )
-        for b in builds
-    ]
-    for line in table(rows):
-        term.info(line.rstrip())
-    return 0
+        ),
+        none_yet=f"No builds yet. Start one with: launchdeck deploy {project}",
+    )
 
 
 async def deployments_list(
     client: LaunchdeckClient, term: Terminal, *, project: str, limit: int
 ) -> int:
     """The project's latest deployments, newest first."""
-    deployments = await _first(client.deployments(project, page_size=limit), limit)
-    if not deployments:
-        term.info(f"No deployments yet. Deploy with: launchdeck deploy {project}")
-        return 0
-    rows = [("STATUS", "ENV", "BUILD", "CREATED", "ACTIVATED", "URL", "ERROR")] + [
-        (
+    return await _print_history(
+        term,
+        client.deployments(project, page_size=limit),
+        limit,
+        header=("STATUS", "ENV", "BUILD", "CREATED", "ACTIVATED", "URL", "ERROR"),
+        row=lambda d: (
             str(d["status"]),
             str(d["environment"]),
             str(d["build_id"]),
@@ -143,12 +154,9 @@ async def deployments_list(
             _when(d.get("activated_at")),
             str(d.get("url") or "-"),
             str(d.get("error") or ""),
-        )
-        for d in deployments
-    ]
-    for line in table(rows):
-        term.info(line.rstrip())
-    return 0
+        ),
+        none_yet=f"No deployments yet. Deploy with: launchdeck deploy {project}",
+    )
 
 
 # builds and logs ------------------------------------------------------------------
