@@ -8,7 +8,7 @@ import asyncpg
 
 from launchdeck.contracts.codec import decode
 from launchdeck.contracts.messages import UndeployRequested
-from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
+from launchdeck.contracts.subjects import SUBJECT_DEPLOY_JOBS, SUBJECT_UNDEPLOY_JOBS
 from tests.control_api.conftest import Api, token, unique
 
 PROBLEM = "application/problem+json"
@@ -165,6 +165,18 @@ async def test_patch_and_delete(api: Api, pool: asyncpg.Pool) -> None:
     assert reply.body["build"] == {"root_dir": "web"}
     assert reply.body["domains"] == ["a.example.com"]
     assert reply.body["updated_at"] > created["updated_at"]
+
+    # Nothing live yet: new domains wait for the first deployment (no deploy command).
+    moved = await api.call("PATCH", f"/api/v1/projects/{name}", {"domains": ["b.example.com"]})
+    assert (moved.status, moved.body["domains"]) == (200, ["b.example.com"])
+    async with pool.acquire() as conn:
+        deploys = await conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE subject = $1 AND convert_from(payload, 'UTF8')"
+            " LIKE $2",
+            SUBJECT_DEPLOY_JOBS,
+            f"%{created['id']}%",
+        )
+    assert deploys == 0
 
     rename = await api.call("PATCH", f"/api/v1/projects/{name}", {"name": "other"})
     assert rename.status == 422

@@ -191,10 +191,13 @@ class Api:
         base = self.platform.api_url.replace("http", "ws")
         return f"{base}/api/v1/builds/{build_id}/logs/ws?token={self.platform.token}"
 
-    async def edge_get(self, project: str, path: str = "/") -> tuple[int, str]:
+    async def edge_get(
+        self, project: str, path: str = "/", *, host: str | None = None
+    ) -> tuple[int, str]:
+        """GET through the edge at `<project>.localhost`, or at `host`."""
         async with self.session.get(
             f"http://127.0.0.1:{self.platform.edge_port}{path}",
-            headers={"Host": f"{project}.localhost"},
+            headers={"Host": host or f"{project}.localhost"},
         ) as resp:
             return resp.status, await resp.text()
 

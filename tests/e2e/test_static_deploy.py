@@ -139,3 +139,31 @@ async def test_log_viewers_before_during_after_see_the_same_lines(
     status, text = await api.call("GET", f"/builds/{build['id']}/logs")
     assert status == 200
     assert text.splitlines() == [f["line"] for f in first]
+
+
+async def test_changed_domains_reach_the_edge_at_once(
+    api: Api, make_git_repo: GitRepoFactory
+) -> None:
+    """PATCH of a live project's domains re-activates its build with the new hosts: the new
+    domain is served, the dropped one no longer is, the build is not rebuilt."""
+    await create_project(api, "hosts", make_git_repo(site("Many names")), domains=["old.example"])
+    build, _ = await deploy(api, "hosts")
+    assert "Many names" in (await api.edge_get("hosts", host="old.example"))[1]
+
+    status, body = await api.call("PATCH", "/projects/hosts", {"domains": ["new.example"]})
+    assert status == 200, body
+    _, history = await api.call("GET", "/projects/hosts/deployments")
+    newest = history["items"][0]
+    assert (newest["build_id"], newest["trigger"]) == (build["id"], "api")
+    await api.wait_deployment(newest["id"])
+
+    assert "Many names" in (await api.edge_get("hosts", host="new.example"))[1]
+    assert (await api.edge_get("hosts", host="old.example"))[0] == 404
+    assert "Many names" in (await api.edge_get("hosts"))[1]
+    _, builds = await api.call("GET", "/projects/hosts/builds")
+    assert [b["id"] for b in builds["items"]] == [build["id"]]  # not rebuilt
+
+    status, body = await api.call("PATCH", "/projects/hosts", {"domains": ["new.example"]})
+    assert status == 200, body
+    _, again = await api.call("GET", "/projects/hosts/deployments")
+    assert len(again["items"]) == len(history["items"])  # unchanged domains: no redeploy

@@ -64,6 +64,18 @@ async def deploy_build(
         return await start_deployment(conn, project, build, environment, trigger="api")
 
 
+async def redeploy_active(
+    conn: Any, project: Project, environment: Environment = "production"
+) -> Deployment | None:
+    """Activate the live build again as a new deployment (so a change of the project's domains
+    reaches the edge now); None when nothing is live. Call it inside a transaction."""
+    current = await deployments.active(conn, project.id, environment)
+    build = await builds.get(conn, current.build_id) if current else None
+    if build is None or build.artifact is None:
+        return None
+    return await start_deployment(conn, project, build, environment, trigger="api")
+
+
 async def rollback(
     conn: Any, project: Project, environment: Environment = "production"
 ) -> Deployment:

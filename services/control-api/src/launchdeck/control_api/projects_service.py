@@ -13,6 +13,7 @@ import msgspec
 from launchdeck.contracts.messages import UndeployRequested
 from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
 from launchdeck.control_api.api_types import ProjectCreate, ProjectUpdate
+from launchdeck.control_api.deployments_service import redeploy_active
 from launchdeck.control_api.errors import Conflict, Invalid, NotFound
 from launchdeck.control_api.models import Project
 from launchdeck.control_api.store import projects as store
@@ -73,9 +74,12 @@ async def update_project(conn: Any, project: Project, request: ProjectUpdate) ->
         changes["domains"] = list(request.domains)
     if not changes:
         return project
-    updated = await store.update(conn, project.id, changes)
-    if updated is None:
-        raise NotFound(f"no project {project.name!r}")
+    async with conn.transaction():
+        updated = await store.update(conn, project.id, changes)
+        if updated is None:
+            raise NotFound(f"no project {project.name!r}")
+        if updated.domains != project.domains:
+            await redeploy_active(conn, updated)
     return updated
 
 
