@@ -75,6 +75,13 @@ async def test_cli_deploys_follows_logs_and_rolls_back(
     ]
     assert all(url in line for line in shown.out[1:])
 
+    queued = await launchdeck(platform, "deploy", "clisite", "--no-wait")
+    assert queued.code == 0, queued
+    assert queued.out[-1] == "Follow it with: launchdeck logs clisite#3 -f"
+    third = await launchdeck(platform, "logs", "clisite#3", "-f")
+    assert third.code == 0, third
+    assert third.out[-1].startswith("✔ Build succeeded in ")
+
     unknown = await launchdeck(platform, "deploy", "nope")
     assert (unknown.code, unknown.err) == (1, ["error: Not Found: no project 'nope'"])
     bad = await launchdeck(platform, "projects", "create", "Bad Name", str(repo))

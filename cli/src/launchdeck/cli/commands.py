@@ -314,7 +314,7 @@ async def deploy(
     if not wait:
         build = await client.trigger_build(project, ref=ref)
         term.info(f"Build #{build.get('number')} {build['id']} {build.get('status', 'queued')}")
-        term.info(f"Follow it with: launchdeck logs {build['id']} -f")
+        term.info(f"Follow it with: launchdeck logs {project}#{build.get('number')} -f")
         return 0
     return _report(
         term, await deploy_and_follow(client, term, project=project, ref=ref, timeout_s=timeout_s)
