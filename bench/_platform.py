@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,25 @@ class Dev:
         return int(self.edge_url.rsplit(":", 1)[1].strip("/"))
 
 
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary directory, removed afterwards: a benchmark leaves nothing behind."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @asynccontextmanager
 async def running_platform() -> AsyncIterator[Dev]:
-    state_dir = Path(tempfile.mkdtemp(prefix="launchdeck-bench-"))
+    with scratch("launchdeck-bench-") as state_dir:
+        async with _platform_in(state_dir) as dev:
+            yield dev
+
+
+@asynccontextmanager
+async def _platform_in(state_dir: Path) -> AsyncIterator[Dev]:
     env = {
         **os.environ,
         "LAUNCHDECK_STATE_DIR": str(state_dir),

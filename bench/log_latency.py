@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import nats
 
-from bench._platform import api, git, median, percentile, running_platform
+from bench._platform import api, git, median, percentile, running_platform, scratch
 
 SCRIPT = """\
 import os, sys, time
@@ -75,12 +74,20 @@ async def baseline(nats_url: str, lines: int, rate: float) -> tuple[list[float],
 
 
 async def run(lines: int, rate: float) -> None:
-    repo = Path(tempfile.mkdtemp(prefix="launchdeck-bench-logs-")) / "repo"
+    with scratch("launchdeck-bench-logs-") as tmp:
+        await measure(make_repo(tmp / "repo"), lines, rate)
+
+
+def make_repo(repo: Path) -> Path:
     repo.mkdir()
     (repo / "gen.py").write_text(SCRIPT)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "log bench")
+    return repo
+
+
+async def measure(repo: Path, lines: int, rate: float) -> None:
     async with running_platform() as dev, aiohttp.ClientSession() as session:
         base_delays, base_secs = await baseline(dev.nats_url, lines, rate)
         await api(

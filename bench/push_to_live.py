@@ -12,13 +12,12 @@ import argparse
 import asyncio
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 
-from bench._platform import api, git, median, running_platform
+from bench._platform import api, git, median, running_platform, scratch
 
 FILES = 200
 TOTAL_BYTES = 5 * 1024 * 1024
@@ -58,12 +57,13 @@ def write_index(repo: Path, run: int) -> str:
 
 
 def baseline(repo: Path, runs: int) -> list[float]:
-    out = Path(tempfile.mkdtemp(prefix="launchdeck-baseline-"))
     times = []
-    for i in range(runs):
-        start = time.perf_counter()
-        subprocess.run(["bash", "-c", BASELINE, "bash", str(repo), str(out), f"r{i}"], check=True)
-        times.append(time.perf_counter() - start)
+    with scratch("launchdeck-baseline-") as out:
+        for i in range(runs):
+            start = time.perf_counter()
+            argv = ["bash", "-c", BASELINE, "bash", str(repo), str(out), f"r{i}"]
+            subprocess.run(argv, check=True)
+            times.append(time.perf_counter() - start)
     return times
 
 
@@ -98,11 +98,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    repo = Path(tempfile.mkdtemp(prefix="launchdeck-bench-site-")) / "site"
-    make_site(repo)
-    base = baseline(repo, args.runs)
-    print(f"baseline (clone+tar+extract+symlink by hand): median {median(base) * 1000:.0f} ms")
-    ours = asyncio.run(launchdeck_runs(repo, args.runs))
+    with scratch("launchdeck-bench-site-") as tmp:
+        repo = tmp / "site"
+        make_site(repo)
+        base = baseline(repo, args.runs)
+        print(f"baseline (clone+tar+extract+symlink by hand): median {median(base) * 1000:.0f} ms")
+        ours = asyncio.run(launchdeck_runs(repo, args.runs))
     print(
         f"launchdeck push-to-live ({FILES} files, {TOTAL_BYTES >> 20} MB): "
         f"median {median(ours) * 1000:.0f} ms, min {min(ours) * 1000:.0f} ms, "
