@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from launchdeck.build_worker.errors import BuildFailed
-from launchdeck.build_worker.run import build_env, run_command
+from launchdeck.build_worker.run import build_env, parse_command, run_command
 from launchdeck.contracts.messages import LogStream
 from tests.build_worker.processes import wait_gone
 
@@ -19,7 +19,7 @@ Lines = list[tuple[LogStream, str]]
 async def run(command: str, cwd: Path, timeout_s: float = 30) -> Lines:
     lines: Lines = []
     await run_command(
-        command,
+        parse_command(command),
         cwd=cwd,
         env=build_env(cwd),
         sink=lambda stream, line: lines.append((stream, line)),

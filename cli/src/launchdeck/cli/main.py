@@ -109,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_timeout(deploy, "how long to wait for the deployment after the build")
 
-    for name, what in (("builds", "builds"), ("deployments", "deployments")):
+    for name in ("builds", "deployments"):
         history = sub.add_parser(
-            name, parents=[common], help=f"list a project's latest {what}, newest first"
+            name, parents=[common], help=f"list a project's latest {name}, newest first"
         )
         history.add_argument("project", help="project name or id")
         history.add_argument(
@@ -141,6 +141,7 @@ def _build_overrides(args: argparse.Namespace) -> Json:
 
 
 ClientCommand = Callable[[LaunchdeckClient, Terminal], Awaitable[int]]
+HISTORY = {"builds": commands.builds_list, "deployments": commands.deployments_list}
 
 
 def _client_command(args: argparse.Namespace) -> ClientCommand:
@@ -166,14 +167,10 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
                 wait=not args.no_wait,
                 timeout_s=args.timeout,
             )
-        case "builds":
-            return lambda c, t: commands.builds_list(
-                c, t, project=args.project, limit=max(1, min(args.limit, 100))
-            )
-        case "deployments":
-            return lambda c, t: commands.deployments_list(
-                c, t, project=args.project, limit=max(1, min(args.limit, 100))
-            )
+        case "builds" | "deployments":
+            history = HISTORY[args.command]
+            limit = max(1, min(args.limit, 100))  # one page at most
+            return lambda c, t: history(c, t, project=args.project, limit=limit)
         case "logs":
             return lambda c, t: commands.logs(c, t, build=args.build, follow=args.follow)
         case "rollback":

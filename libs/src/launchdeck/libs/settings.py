@@ -8,6 +8,7 @@ variable's name in the message.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 class SettingsError(ValueError):
@@ -46,6 +47,12 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
+def env_list(name: str, default: Sequence[str]) -> tuple[str, ...]:
+    """A comma-separated list; blank items are dropped."""
+    raw = env_str(name, ",".join(default))
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def env_bool(name: str, default: bool) -> bool:

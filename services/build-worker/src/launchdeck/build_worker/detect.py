@@ -139,7 +139,7 @@ def _yarn_berry(root: Path) -> bool:
         return b"__metadata:" in lock.read(4096)
 
 
-def _read_package_json(root: Path) -> dict[str, Any] | None:
+def read_package_json(root: Path) -> dict[str, Any] | None:
     path = root / "package.json"
     if not path.is_file():
         return None
@@ -226,7 +226,7 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
             timeout_s=cfg.timeout_s,
         )
 
-    pkg = _read_package_json(root)
+    pkg = read_package_json(root)
     pm = package_manager(root) if pkg is not None else None
     scripts = _scripts(pkg) if pkg is not None else {}
     if pm is not None:

@@ -29,7 +29,7 @@ from launchdeck.build_worker.events import StatusReporter
 from launchdeck.build_worker.logs import LogPublisher, human_size, read_log_tail
 from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
-from launchdeck.build_worker.run import build_env, parse_command, run_command
+from launchdeck.build_worker.run import build_env, build_path, parse_command, run_command
 from launchdeck.build_worker.settings import Settings
 from launchdeck.contracts.messages import Artifact, BuildRequested, BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
@@ -237,8 +237,6 @@ class BuildWorker:
     ) -> None:
         home = workdir / "home"
         home.mkdir()
-        passthrough = self._settings.build_env_passthrough
-        env = build_env(home, passthrough=passthrough)
         deps: CachedInstall | None = None
         if self._settings.cache_dir is not None and plan.install_command:
             deps = await CachedInstall.open(
@@ -247,10 +245,14 @@ class BuildWorker:
                 project_id,
                 plan,
                 home,
-                env["PATH"],
+                build_path(),
                 logs.system,
             )
-            env = build_env(home, passthrough=passthrough, tools=deps.env)
+        env = build_env(
+            home,
+            passthrough=self._settings.build_env_passthrough,
+            tools=deps.env if deps is not None else None,
+        )
         steps: tuple[tuple[BuildStatus, str, str, str | None], ...] = (
             ("installing", "install", "Install", plan.install_command),
             ("building", "build", "Build", plan.build_command),

@@ -14,13 +14,13 @@ mirror of one still gets Yarn 2+.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launchdeck.build_worker.detect import read_package_json
 from launchdeck.build_worker.errors import BuildFailed
 
 MANAGED = ("yarn", "pnpm")
@@ -50,12 +50,7 @@ def yarn_release(root: Path) -> Path | None:
 
 def declared_version(root: Path) -> str | None:
     """`packageManager` from package.json (e.g. `yarn@4.18.0`), for the log."""
-    try:
-        value = json.loads((root / "package.json").read_text(encoding="utf-8")).get(
-            "packageManager"
-        )
-    except (OSError, ValueError, AttributeError):
-        return None
+    value = (read_package_json(root) or {}).get("packageManager")
     return value.split("+", 1)[0] if isinstance(value, str) else None
 
 

@@ -30,6 +30,11 @@ MAX_RAW_LINE = 64 * 1024
 KILL_GRACE_S = 3.0
 
 
+def build_path() -> str:
+    """The PATH builds run with: the worker's, so the machine's toolchains are found."""
+    return os.environ.get("PATH") or DEFAULT_PATH
+
+
 def build_env(
     home: Path,
     project_vars: Mapping[str, str] | None = None,
@@ -37,12 +42,11 @@ def build_env(
     passthrough: Sequence[str] = (),
     tools: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Only what a build needs; PATH is the worker's so the machine's toolchains are found,
-    and so are the worker variables named in `passthrough` (the operator's choice, e.g. the CA
-    bundle). `tools` (e.g. the package managers' cache directories) come before the project's
-    own variables, which win."""
+    """Only what a build needs: `build_path()`, a fresh HOME, and the worker variables named in
+    `passthrough` (the operator's choice, e.g. the CA bundle). `tools` (e.g. the package
+    managers' cache directories) come before the project's own variables, which win."""
     env = {
-        "PATH": os.environ.get("PATH") or DEFAULT_PATH,
+        "PATH": build_path(),
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "CI": "true",
@@ -100,7 +104,7 @@ class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
 
 
 async def _spawn(
-    argv: list[str], cwd: Path, env: Mapping[str, str]
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str]
 ) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.subprocess_exec(
@@ -128,17 +132,16 @@ async def _stop_group(proc: asyncio.subprocess.Process, exited: asyncio.Event) -
 
 
 async def run_command(
-    command: str | Sequence[str],
+    argv: Sequence[str],
     *,
     cwd: Path,
     env: Mapping[str, str],
     sink: OutputSink,
     timeout_s: float,
 ) -> float:
-    """Run `command` (a command line, or argv) in `cwd`; return its duration. Raises
-    BuildFailed on failure or timeout."""
-    argv = parse_command(command) if isinstance(command, str) else list(command)
-    command = command if isinstance(command, str) else shlex.join(argv)
+    """Run `argv` (see `parse_command`) in `cwd`; return its duration. Raises BuildFailed on
+    failure or timeout."""
+    command = shlex.join(argv)  # for messages
     started = time.monotonic()
     try:
         proc, exited = await _spawn(argv, cwd, env)

@@ -10,6 +10,7 @@ from launchdeck.libs.settings import (
     env_bool,
     env_float,
     env_int,
+    env_list,
     env_opt,
     env_str,
     nats_url,
@@ -72,8 +73,6 @@ class Settings:
         ):
             if value < 1:
                 raise SettingsError(f"environment variable {name} must be at least 1")
-        hosts = env_str("LAUNCHDECK_GIT_TOKEN_HOSTS", "github.com")
-        passthrough = env_str("LAUNCHDECK_BUILD_ENV_PASSTHROUGH", ",".join(BUILD_ENV_PASSTHROUGH))
         cache_dir = (
             Path(env_str("LAUNCHDECK_BUILD_CACHE_DIR", str(state_dir / "build-cache"))).absolute()
             if env_bool("LAUNCHDECK_BUILD_CACHE", True)
@@ -88,8 +87,12 @@ class Settings:
             log_max_bytes=log_max_bytes,
             ack_wait_s=ack_wait_s,
             git_token=env_opt("LAUNCHDECK_GIT_TOKEN"),
-            git_token_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
+            git_token_hosts=tuple(
+                h.lower() for h in env_list("LAUNCHDECK_GIT_TOKEN_HOSTS", ("github.com",))
+            ),
             cache_dir=cache_dir,
             cache_keep=cache_keep,
-            build_env_passthrough=tuple(n.strip() for n in passthrough.split(",") if n.strip()),
+            build_env_passthrough=env_list(
+                "LAUNCHDECK_BUILD_ENV_PASSTHROUGH", BUILD_ENV_PASSTHROUGH
+            ),
         )

@@ -18,10 +18,9 @@ from launchdeck.contracts.messages import (
     BuildRequested,
     BuildStatus,
     BuildStatusChanged,
-    DeploymentStatusChanged,
     DeployRequested,
 )
-from launchdeck.control_api.event_apply import DEPLOYMENT_FINAL, Event
+from launchdeck.control_api.event_apply import DEPLOYMENT_FINAL, Event, deployment_event
 from launchdeck.control_api.projects_service import parse_uuid
 from launchdeck.control_api.store import builds, deployments
 
@@ -99,13 +98,5 @@ async def judge_deployment(
         return Verdict(reason="unknown")
     if deployment.status == "active" or deployment.status in DEPLOYMENT_FINAL:
         return Verdict(reason="already_finished")
-    event = DeploymentStatusChanged(
-        deployment_id=str(deployment.id),
-        project_id=str(deployment.project_id),
-        build_id=str(deployment.build_id),
-        environment=deployment.environment,
-        status="failed",
-        error=abandoned_error(DEPLOY_ENGINE, deliveries),
-        at=now,
-    )
-    return Verdict(event=event)
+    error = abandoned_error(DEPLOY_ENGINE, deliveries)
+    return Verdict(event=deployment_event(deployment, "failed", error=error, at=now))

@@ -18,6 +18,7 @@ import asyncpg
 from launchdeck.contracts.messages import (
     BUILD_TERMINAL,
     BuildStatusChanged,
+    DeploymentStatus,
     DeploymentStatusChanged,
 )
 from launchdeck.contracts.subjects import deployment_event_subject
@@ -169,19 +170,26 @@ async def _superseded_before_deploying(conn: Any, build: Build, newer: int) -> u
         conn, deployment.id, status="superseded", url=None, error=reason, activated_at=None
     )
     await builds.set_deployment(conn, build.id, deployment.id)
-    event = DeploymentStatusChanged(
-        deployment_id=str(deployment.id),
-        project_id=str(build.project_id),
-        build_id=str(build.id),
-        environment="production",
-        status="superseded",
-        error=reason,
-        at=datetime.now(UTC),
-    )
+    event = deployment_event(deployment, "superseded", error=reason, at=datetime.now(UTC))
     subject = deployment_event_subject(str(build.project_id), str(deployment.id))
     await outbox.enqueue(conn, subject, event)
     log.info("deployment_skipped_stale", build_id=str(build.id), newer_build=newer)
     return deployment.id
+
+
+def deployment_event(
+    deployment: Deployment, status: DeploymentStatus, *, error: str | None, at: datetime
+) -> DeploymentStatusChanged:
+    """The event announcing that the control-api itself moved `deployment` to `status`."""
+    return DeploymentStatusChanged(
+        deployment_id=str(deployment.id),
+        project_id=str(deployment.project_id),
+        build_id=str(deployment.build_id),
+        environment=deployment.environment,
+        status=status,
+        error=error,
+        at=at,
+    )
 
 
 async def apply_deployment_event(conn: Any, event: DeploymentStatusChanged) -> EventOutcome:
