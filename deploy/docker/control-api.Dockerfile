@@ -13,6 +13,7 @@ COPY pyproject.toml uv.lock ./
 COPY contracts/pyproject.toml contracts/
 COPY libs/pyproject.toml libs/
 COPY cli/pyproject.toml cli/
+COPY devservers/pyproject.toml devservers/
 COPY services/control-api/pyproject.toml services/control-api/
 COPY services/build-worker/pyproject.toml services/build-worker/
 COPY services/deploy-engine/pyproject.toml services/deploy-engine/

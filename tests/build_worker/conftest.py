@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,31 +10,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from launchdeck.build_worker.handler import BuildWorker
-from launchdeck.build_worker.settings import Settings
 from launchdeck.contracts.messages import BuildConfig, BuildRequested
-from launchdeck.contracts.subjects import SUBJECT_BUILD_JOBS
-from launchdeck.libs.jobs import Delivery
-
-CommandFactory = Callable[..., BuildRequested]
-
-
-def make_settings(build_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "nats_url": "nats://unused",
-        "build_dir": build_dir,
-        "allow_local_repos": True,
-        "concurrency": 1,
-        "timeout_s": 120,
-        "log_max_bytes": 10 * 1024 * 1024,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
-def delivery(attempt: int = 1, max_deliver: int = 3) -> Delivery:
-    return Delivery(
-        num_delivered=attempt, max_deliver=max_deliver, subject=SUBJECT_BUILD_JOBS, stream_seq=1
-    )
+from tests.build_worker.support import CommandFactory, make_settings
 
 
 @pytest.fixture

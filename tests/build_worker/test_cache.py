@@ -10,16 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from launchdeck.build_worker.cache import (
-    MANIFEST,
-    STALE_TEMP_S,
-    CacheError,
-    CacheKey,
-    ProjectCache,
-    Snapshot,
-    cache_key,
-)
-from launchdeck.build_worker.detect import BuildPlan
+from launchdeck.build_worker.cache.key import CacheKey, cache_key
+from launchdeck.build_worker.cache.snapshot import Snapshot
+from launchdeck.build_worker.cache.store import MANIFEST, STALE_TEMP_S, ProjectCache
+from launchdeck.build_worker.cache.transfer import CacheError
+from launchdeck.build_worker.detect import BuildPlan, package_manager
 from tests.build_worker.test_detect import make_tree
 
 PATH = os.environ.get("PATH", "")
@@ -334,3 +329,21 @@ def test_download_caches_are_per_project(tmp_path: Path) -> None:
     odd = ProjectCache(tmp_path / "cache", "../escape", 2)
     assert odd.dir.parent == tmp_path / "cache"
     assert odd.dir.name.startswith("p-")
+
+
+@pytest.mark.parametrize(
+    "locks",
+    [
+        ("package-lock.json",),
+        ("npm-shrinkwrap.json", "package-lock.json"),
+        ("yarn.lock", "package-lock.json"),
+        ("pnpm-lock.yaml", "yarn.lock", "npm-shrinkwrap.json"),
+    ],
+)
+def test_key_and_detection_agree_on_the_package_manager(
+    tmp_path: Path, locks: tuple[str, ...]
+) -> None:
+    """The key names the manager detection installs with and the lock file that decided it."""
+    root = make_tree(tmp_path / "repo", {"package.json": "{}", **dict.fromkeys(locks, "lock")})
+    key = key_of(root)
+    assert (key.package_manager, key.lock_file) == (package_manager(root).name, locks[0])

@@ -9,7 +9,7 @@ import pytest
 
 from launchdeck.build_worker.clone import clone, git_env, git_secrets, parse_repo_url
 from launchdeck.build_worker.errors import BuildFailed
-from tests.conftest import GitRepoFactory, commit_files, git
+from tests.support import GitRepoFactory, commit_files, git
 
 
 async def fetch(repo: Path | str, ref: str, dest: Path) -> tuple[str, str, list[str]]:

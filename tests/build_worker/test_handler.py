@@ -10,6 +10,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -19,10 +20,10 @@ from launchdeck.contracts.messages import BuildRequested
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS
 from launchdeck.libs.jetstream import connect
 from launchdeck.libs.jobs import Outcome
-from tests.build_worker.conftest import CommandFactory, delivery, make_settings
 from tests.build_worker.processes import wait_gone
 from tests.build_worker.streams import build_events, log_batches, log_lines
-from tests.conftest import GitRepoFactory, git
+from tests.build_worker.support import CommandFactory, delivery, make_settings
+from tests.support import GitRepoFactory, git
 
 GEN_SCRIPT = """\
 import os, sys
@@ -128,6 +129,29 @@ async def test_build_command_output_is_streamed_in_order(
     assert events[-1].artifact is not None
     data = await fetch_artifact(js, events[-1].artifact.key)
     assert tar_names(data) == ["assets", "assets/app.js", "index.html"]
+
+
+async def test_build_commands_do_not_see_the_workers_environment(
+    js: JetStreamContext,
+    worker: BuildWorker,
+    command: CommandFactory,
+    make_git_repo: GitRepoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker's own variables (its credentials) stay out of a build run through the
+    handler; the build's own variables (CI) are there."""
+    monkeypatch.setenv("LAUNCHDECK_TEST_WORKER_SECRET", "worker-only-s3cret")
+    repo = make_git_repo({"index.html": "<h1>env</h1>"})
+    probe = "echo secret=${LAUNCHDECK_TEST_WORKER_SECRET:-unset} ci=${CI:-unset}"
+    cmd = command(repo, build_command=f"sh -c '{probe}'", output_dir=".")
+
+    assert await worker.handle_build(cmd, delivery()) is Outcome.ACK
+
+    lines = await log_lines(js, cmd.build_id)
+    assert [line.line for line in lines if line.stream == "stdout"] == ["secret=unset ci=true"]
+    assert not any("worker-only-s3cret" in line.line for line in lines)
+    events = await build_events(js, cmd.project_id, cmd.build_id)
+    assert events[-1].status == "succeeded"
 
 
 async def test_failing_build_command_fails_the_build_and_acks(

@@ -14,10 +14,10 @@ from nats.js import JetStreamContext
 from launchdeck.build_worker.handler import BuildWorker
 from launchdeck.contracts.messages import BuildRequested
 from launchdeck.libs.jobs import Outcome
-from tests.build_worker.conftest import CommandFactory, delivery, make_settings
 from tests.build_worker.streams import build_events, log_lines
+from tests.build_worker.support import CommandFactory, delivery, make_settings
 from tests.build_worker.test_handler import fetch_artifact
-from tests.conftest import GitRepoFactory, git
+from tests.support import GitRepoFactory, git
 
 # Stands in for `npm ci` (no network): counts its runs, writes node_modules, talks a lot.
 INSTALL = """\

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,59 +16,30 @@ from nats.js import JetStreamContext
 from launchdeck.contracts.codec import encode
 from launchdeck.contracts.messages import BuildRequested, BuildStatusChanged
 from launchdeck.contracts.subjects import SERVICE_BUILD_WORKER, SUBJECT_BUILD_JOBS
-from tests.build_worker.conftest import CommandFactory
 from tests.build_worker.processes import wait_gone
 from tests.build_worker.streams import build_events, log_lines
+from tests.build_worker.support import CommandFactory
 from tests.build_worker.test_handler import INTERRUPTIBLE
-from tests.conftest import GitRepoFactory
 from tests.polling import eventually
-
-
-class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "launchdeck.build_worker"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
+from tests.service_process import ServiceProcess, service_env
+from tests.support import GitRepoFactory
 
 
 @pytest.fixture
-def worker_process(nats_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
-    env = {
-        **os.environ,
-        "NATS_URL": nats_url,
-        "LAUNCHDECK_STATE_DIR": str(tmp_path / "state"),
-        "LAUNCHDECK_ALLOW_LOCAL_REPOS": "true",
-        "LAUNCHDECK_LOG_FORMAT": "json",
-    }
-    worker = WorkerProcess(env, tmp_path / "worker.log")
+def worker_process(nats_url: str, tmp_path: Path) -> Iterator[ServiceProcess]:
+    env = service_env(
+        "build-worker",
+        tmp_path / "state",
+        NATS_URL=nats_url,
+        LAUNCHDECK_ALLOW_LOCAL_REPOS="true",
+    )
+    worker = ServiceProcess("build-worker", env, tmp_path / "worker.log")
     yield worker
-    if worker.proc is not None and worker.proc.poll() is None:
-        worker.stop(signal.SIGKILL)
+    worker.kill()
 
 
 async def wait_for_event(
-    js: JetStreamContext, cmd: BuildRequested, status: str, attempt: int, worker: WorkerProcess
+    js: JetStreamContext, cmd: BuildRequested, status: str, attempt: int, worker: ServiceProcess
 ) -> BuildStatusChanged:
     deadline = time.monotonic() + 60
     while True:
@@ -80,7 +48,7 @@ async def wait_for_event(
             if (event.status, event.attempt) == (status, attempt):
                 return event
         assert worker.proc is not None
-        assert worker.proc.poll() is None, worker.log_path.read_text()[-3000:]
+        assert worker.proc.poll() is None, worker.output[-3000:]
         assert time.monotonic() < deadline, f"no {status} event for attempt {attempt}: {events}"
         await asyncio.sleep(0.05)
 
@@ -88,7 +56,7 @@ async def wait_for_event(
 async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     nc: Client,
     js: JetStreamContext,
-    worker_process: WorkerProcess,
+    worker_process: ServiceProcess,
     command: CommandFactory,
     make_git_repo: GitRepoFactory,
     tmp_path: Path,
@@ -105,7 +73,7 @@ async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     assert json.loads(reply.data)["name"] == SERVICE_BUILD_WORKER
 
     await eventually("the build command itself to start", marker.exists)
-    assert await asyncio.to_thread(worker_process.stop) == 0
+    assert await asyncio.to_thread(worker_process.stop, signal.SIGTERM, 20.0) == 0
     await wait_gone(int(marker.read_text()))  # the build's processes went with the worker
 
     worker_process.start()
@@ -116,4 +84,4 @@ async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     text = [line.line for line in lines]
     assert "▶ Attempt 2 (previous attempt was interrupted)" in text
     assert any(t.startswith("■ The worker is shutting down") for t in text)
-    assert await asyncio.to_thread(worker_process.stop) == 0
+    assert await asyncio.to_thread(worker_process.stop, signal.SIGTERM, 20.0) == 0

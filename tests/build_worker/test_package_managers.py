@@ -15,10 +15,10 @@ from launchdeck.build_worker.errors import BuildFailed
 from launchdeck.build_worker.handler import BuildWorker
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.libs.jobs import Outcome
-from tests.build_worker.conftest import CommandFactory, delivery
 from tests.build_worker.streams import build_events, log_lines
+from tests.build_worker.support import CommandFactory, delivery
 from tests.build_worker.test_handler import fetch_artifact
-from tests.conftest import GitRepoFactory
+from tests.support import GitRepoFactory
 
 RELEASE = ".yarn/releases/yarn-9.9.9.cjs"
 # Stands in for a checked-in Yarn release: node runs it with yarn's arguments.

@@ -10,9 +10,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from aiohttp import web
 
-from launchdeck.cli.embedded import free_port
-
-ServeApp = Callable[[web.Application], str]
+from launchdeck.devservers import free_port
+from tests.cli.support import ServeApp
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from launchdeck.cli.client import EndFrame, LaunchdeckClient, LogFrame
-from tests.cli.conftest import ServeApp
+from launchdeck.cli.client import LaunchdeckClient
+from launchdeck.contracts.ws import EndFrame, LogFrame
+from tests.cli.support import ServeApp
 
 
 def flaky_log_app(from_seqs: list[int]) -> web.Application:
@@ -22,7 +23,14 @@ def flaky_log_app(from_seqs: list[int]) -> web.Application:
 
         async def send(seq: int) -> None:
             await ws.send_json(
-                {"type": "log", "seq": seq, "ts": "t", "stream": "stdout", "line": f"line {seq}"}
+                {
+                    "type": "log",
+                    "build_id": "b1",
+                    "seq": seq,
+                    "ts": "2026-11-29T12:00:00Z",
+                    "stream": "stdout",
+                    "line": f"line {seq}",
+                }
             )
 
         if len(from_seqs) == 1:
@@ -37,7 +45,7 @@ def flaky_log_app(from_seqs: list[int]) -> web.Application:
         else:
             for seq in range(start, 6):
                 await send(seq)
-            await ws.send_json({"type": "end", "status": "succeeded"})
+            await ws.send_json({"type": "end", "build_id": "b1", "status": "succeeded"})
             await ws.close()
         return ws
 
@@ -59,5 +67,5 @@ async def test_follow_resumes_with_from_seq_without_gap_or_duplicate(
             frames.append(frame)
     assert [f.seq for f in frames if isinstance(f, LogFrame)] == [1, 2, 3, 4, 5]
     assert [f.line for f in frames if isinstance(f, LogFrame)][-1] == "line 5"
-    assert frames[-1] == EndFrame(status="succeeded")
+    assert frames[-1] == EndFrame(build_id="b1", status="succeeded")
     assert from_seqs == [1, 3, 4]

@@ -4,31 +4,67 @@ exit codes, what is printed, problem+json errors, the live log and the deploymen
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from aiohttp import web
 
-from launchdeck.cli.client import ApiError, FieldError
+from launchdeck.cli.client import ApiError
 from launchdeck.cli.main import run
 from launchdeck.cli.output import format_problem
-from tests.cli.conftest import ServeApp
+from launchdeck.contracts.api import (
+    BuildOut,
+    BuildSettings,
+    DeploymentOut,
+    Page,
+    Problem,
+    ProblemField,
+    ProjectCreated,
+    ProjectOut,
+)
+from launchdeck.contracts.messages import LogStream
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus
+from launchdeck.contracts.ws import EndFrame, LogFrame, encode_frame
+from tests.cli.support import ServeApp
 
 TOKEN = "test-token"
+PROJECT_ID = uuid.UUID("7d1f0c7e-0000-4000-8000-0000000000a1")
 BUILD_ID = "7d1f0c7e-0000-4000-8000-000000000001"
+OLD_BUILD_ID = "7d1f0c7e-0000-4000-8000-000000000000"
 DEPLOYMENT_ID = "7d1f0c7e-0000-4000-8000-0000000000d1"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def problem(
-    status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None
+    status: int, title: str, detail: str, errors: list[ProblemField] | None = None
 ) -> web.Response:
-    body: dict[str, Any] = {"type": "about:blank", "status": status, "title": title}
-    body["detail"] = detail
-    if errors:
-        body["errors"] = errors
+    body = Problem(status=status, title=title, detail=detail, errors=errors or [])
     return web.Response(
-        status=status, text=json.dumps(body), content_type="application/problem+json"
+        status=status, body=msgspec.json.encode(body), content_type="application/problem+json"
+    )
+
+
+def reply(value: object, status: int = 200) -> web.Response:
+    """A response encoded with the API's own types, as the control-api sends it."""
+    return web.Response(
+        status=status, body=msgspec.json.encode(value), content_type="application/json"
+    )
+
+
+def project_out(name: str, repo_url: str = "/s", **fields: Any) -> ProjectOut:
+    return ProjectOut(
+        id=fields.pop("id", PROJECT_ID),
+        name=name,
+        repo_url=repo_url,
+        branch=fields.pop("branch", "main"),
+        build=fields.pop("build", BuildSettings()),
+        domains=fields.pop("domains", []),
+        created_at=NOW,
+        updated_at=NOW,
     )
 
 
@@ -36,11 +72,13 @@ def problem(
 class StubApi:
     """Just enough of the control-api for the commands; records what it was asked."""
 
-    build_outcome: str = "succeeded"
-    deployment_statuses: list[str] = field(default_factory=lambda: ["activating", "active"])
+    build_outcome: BuildStatus = "succeeded"
+    deployment_statuses: list[DeploymentStatus] = field(
+        default_factory=lambda: ["activating", "active"]
+    )
     requests: list[tuple[str, str, Any]] = field(default_factory=list)
     ws_from_seq: list[str] = field(default_factory=list)
-    log: list[tuple[str, str]] = field(
+    log: list[tuple[LogStream, str]] = field(
         default_factory=lambda: [
             ("system", "▶ Cloning /repo (main)"),
             ("stdout", "copying index.html"),
@@ -49,16 +87,43 @@ class StubApi:
         ]
     )
 
-    def build(self, done: bool) -> dict[str, Any]:
+    def build(self, done: bool) -> BuildOut:
         failed = self.build_outcome == "failed"
-        return {
-            "id": BUILD_ID,
-            "number": 3,
-            "ref": "main",
-            "status": self.build_outcome if done else "queued",
-            "error": "repository not found: /nope" if done and failed else None,
-            "deployment_id": DEPLOYMENT_ID if done and not failed else None,
-        }
+        return BuildOut(
+            id=uuid.UUID(BUILD_ID),
+            project_id=PROJECT_ID,
+            number=3,
+            ref="main",
+            commit_sha=None,
+            commit_message=None,
+            status=self.build_outcome if done else "queued",
+            step=None,
+            attempt=1,
+            error="repository not found: /nope" if done and failed else None,
+            trigger="api",
+            deploy=True,
+            environment="production",
+            artifact=None,
+            created_at=NOW,
+            started_at=None,
+            finished_at=None,
+            deployment_id=uuid.UUID(DEPLOYMENT_ID) if done and not failed else None,
+        )
+
+    def deployment(self, status: DeploymentStatus, build_id: str = BUILD_ID) -> DeploymentOut:
+        return DeploymentOut(
+            id=uuid.UUID(DEPLOYMENT_ID),
+            project_id=PROJECT_ID,
+            build_id=uuid.UUID(build_id),
+            environment="production",
+            status=status,
+            url="http://site.localhost:8000/",
+            error="release checksum mismatch" if status == "failed" else None,
+            trigger="api",
+            previous_deployment_id=None,
+            created_at=NOW,
+            activated_at=NOW if status == "active" else None,
+        )
 
     def app(self) -> web.Application:
         @web.middleware
@@ -71,31 +136,36 @@ class StubApi:
             return response
 
         async def create_project(request: web.Request) -> web.Response:
-            body = await request.json()
+            body = msgspec.json.decode(await request.read(), type=dict[str, Any])
             if body["name"] != body["name"].lower() or " " in body["name"]:
                 return problem(
                     422,
                     "Invalid request",
                     "1 field is invalid",
-                    [{"field": "name", "message": "must match ^[a-z0-9][a-z0-9-]{0,62}$"}],
+                    [ProblemField("name", "must match ^[a-z0-9][a-z0-9-]{0,62}$")],
                 )
-            project = {"id": "p-1", "branch": "main", "webhook_secret": "whsec", **body}
-            return web.json_response(project, status=201)
+            out = project_out(
+                body["name"],
+                body["repo_url"],
+                branch=body.get("branch", "main"),
+                build=msgspec.convert(body.get("build", {}), BuildSettings),
+            )
+            created = ProjectCreated(**msgspec.structs.asdict(out), webhook_secret="whsec")
+            return reply(created, status=201)
 
         async def list_projects(request: web.Request) -> web.Response:
             if request.query.get("cursor") == "page2":
-                items = [{"id": "p-2", "name": "docs", "branch": "main", "repo_url": "/d"}]
-                return web.json_response({"items": items, "next_cursor": None})
-            items = [{"id": "p-1", "name": "site", "branch": "main", "repo_url": "/s"}]
-            return web.json_response({"items": items, "next_cursor": "page2"})
+                docs = project_out("docs", "/d", id=uuid.uuid4())
+                return reply(Page(items=[docs], next_cursor=None))
+            return reply(Page(items=[project_out("site")], next_cursor="page2"))
 
         async def trigger(request: web.Request) -> web.Response:
             if request.match_info["project"] != "site":
                 return problem(404, "Not found", "no project named nope")
-            return web.json_response(self.build(done=False), status=202)
+            return reply(self.build(done=False), status=202)
 
         async def get_build(request: web.Request) -> web.Response:
-            return web.json_response(self.build(done=True))
+            return reply(self.build(done=True))
 
         async def log_text(request: web.Request) -> web.Response:
             return web.Response(text="".join(f"{line}\n" for _, line in self.log))
@@ -107,9 +177,10 @@ class StubApi:
             start = int(request.query.get("from_seq", "1"))
             for seq, (stream, line) in enumerate(self.log, start=1):
                 if seq >= start:
-                    frame = {"type": "log", "seq": seq, "ts": "t", "stream": stream, "line": line}
-                    await ws.send_json(frame)
-            await ws.send_json({"type": "end", "status": self.build_outcome})
+                    frame = LogFrame(build_id=BUILD_ID, seq=seq, ts=NOW, stream=stream, line=line)
+                    await ws.send_str(encode_frame(frame).decode())
+            end = EndFrame(build_id=BUILD_ID, status=self.build_outcome)
+            await ws.send_str(encode_frame(end).decode())
             await ws.close()
             return ws
 
@@ -119,20 +190,10 @@ class StubApi:
                 if len(self.deployment_statuses) > 1
                 else (self.deployment_statuses[0])
             )
-            return web.json_response(
-                {
-                    "id": DEPLOYMENT_ID,
-                    "build_id": BUILD_ID,
-                    "status": status,
-                    "url": "http://site.localhost:8000/",
-                    "error": "release checksum mismatch" if status == "failed" else None,
-                }
-            )
+            return reply(self.deployment(status))
 
         async def rollback(request: web.Request) -> web.Response:
-            return web.json_response(
-                {"id": DEPLOYMENT_ID, "build_id": "b-old", "status": "pending"}, status=202
-            )
+            return reply(self.deployment("pending", build_id=OLD_BUILD_ID), status=202)
 
         app = web.Application(middlewares=[auth])
         app.router.add_post("/api/v1/projects", create_project)
@@ -156,7 +217,7 @@ def test_problem_is_formatted_as_title_detail_and_field_errors() -> None:
         status=422,
         title="Invalid request",
         detail="2 fields are invalid",
-        errors=[FieldError("name", "must be a slug"), FieldError("repo_url", "is required")],
+        errors=[ProblemField("name", "must be a slug"), ProblemField("repo_url", "is required")],
     )
     assert format_problem(error) == [
         "Invalid request: 2 fields are invalid",
@@ -169,7 +230,7 @@ def test_problem_is_formatted_as_title_detail_and_field_errors() -> None:
         status=422,
         title="Unprocessable Content",
         detail="name: must be a slug",
-        errors=[FieldError("name", "must be a slug")],
+        errors=[ProblemField("name", "must be a slug")],
     )
     assert format_problem(single) == ["Unprocessable Content: name: must be a slug"]
 
@@ -247,7 +308,7 @@ def test_projects_create_and_list(
         "build": {"output_dir": "public"},
     }
     out = capsys.readouterr().out
-    assert "Created project site (p-1)" in out
+    assert f"Created project site ({PROJECT_ID})" in out
     assert "webhook secret (shown once): whsec" in out
 
     assert cli(url, "projects", "list") == 0
@@ -335,13 +396,13 @@ def test_rollback_waits_for_the_deployment(
     url = serve_app(StubApi().app())
     assert cli(url, "rollback", "site") == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"Rolling back site: deployment {DEPLOYMENT_ID} of build b-old"
+    assert out[0] == f"Rolling back site: deployment {DEPLOYMENT_ID} of build {OLD_BUILD_ID}"
     assert out[-1] == "Live at http://site.localhost:8000/"
 
 
 def test_unreachable_api_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     """Nothing listening: `cannot reach the API at <url>`, exit code 1."""
-    from launchdeck.cli.embedded import free_port
+    from launchdeck.devservers import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     assert cli(url, "projects", "list") == 1

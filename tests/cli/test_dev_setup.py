@@ -1,24 +1,38 @@
 """Pieces of `launchdeck dev` that need no running platform: the services' command lines and
-environments, and the example site's git repository."""
+environments, the banner, and the example site's git repository."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
-from launchdeck.cli.dev import DevPorts, example_url, service_specs
-from launchdeck.cli.example import find_example_source, head_commit, sync_example_repo
+import pytest
+
+from launchdeck.cli.dev.banner import banner
+from launchdeck.cli.dev.services import DevPorts, service_specs
+from launchdeck.cli.devstate import DevInfo
+from launchdeck.cli.example import example_url, find_example_source, head_commit, sync_example_repo
+from launchdeck.cli.output import PrefixedTerminal
 
 
-def specs_by_name(tmp_path: Path) -> dict[str, dict[str, str]]:
+def specs_by_name(
+    tmp_path: Path, extra_env: dict[str, str] | None = None, *, console: bool = False
+) -> dict[str, dict[str, str]]:
     specs = service_specs(
-        base_env={"PATH": "/usr/bin", "DATABASE_URL": "postgres://outer", "HOME": "/root"},
+        base_env={
+            "PATH": "/usr/bin",
+            "DATABASE_URL": "postgres://outer",
+            "HOME": "/root",
+            **(extra_env or {}),
+        },
         state=tmp_path,
         database_url="postgresql://postgres@/launchdeck?host=/sock",
         nats_url="nats://127.0.0.1:41000",
         secret_key="s3cret",
         ports=DevPorts(api=8080, edge=8000, deploy_engine=41001, nats=41000),
+        console=console,
     )
     for spec in specs:
         assert spec.argv == (sys.executable, "-m", "launchdeck." + spec.name.replace("-", "_"))
@@ -54,6 +68,72 @@ def test_platform_credentials_reach_only_the_control_api(tmp_path: Path) -> None
     for name in ("build-worker", "deploy-engine", "generator"):
         assert "DATABASE_URL" not in env[name]
         assert "LAUNCHDECK_SECRET_KEY" not in env[name]
+
+
+@pytest.mark.parametrize(
+    ("set_by_caller", "console", "expected"),
+    [
+        (None, True, "console"),  # `make dev` in a terminal: logs for people
+        (None, False, "json"),  # output to a file or a pipe (CI): one JSON object per line
+        ("auto", True, "console"),  # `auto` would see the pipe to the supervisor: decided here
+        ("auto", False, "json"),
+        ("json", True, "json"),  # what the caller asked for wins
+        ("console", False, "console"),
+    ],
+)
+def test_services_log_for_people_on_a_terminal_and_json_otherwise(
+    tmp_path: Path, set_by_caller: str | None, console: bool, expected: str
+) -> None:
+    """Every service gets the same LAUNCHDECK_LOG_FORMAT: console when `launchdeck dev` writes
+    to a terminal, JSON when it does not, unless the caller chose one."""
+    extra = {} if set_by_caller is None else {"LAUNCHDECK_LOG_FORMAT": set_by_caller}
+    env = specs_by_name(tmp_path, extra, console=console)
+    assert {service_env["LAUNCHDECK_LOG_FORMAT"] for service_env in env.values()} == {expected}
+
+
+def banner_text(info: DevInfo, example_live: bool | None) -> str:
+    term = PrefixedTerminal(io.StringIO(), io.StringIO(), colour=False)
+    return "\n".join(banner(term, info, example_live))
+
+
+def dev_info(tmp_path: Path, *, example: bool) -> DevInfo:
+    return DevInfo(
+        api_url="http://127.0.0.1:8080",
+        edge_url="http://localhost:8000",
+        admin_token="tok-123",
+        database_url="postgresql://postgres@/launchdeck?host=/sock",
+        nats_url="nats://127.0.0.1:41000",
+        state_dir=str(tmp_path),
+        ports={"api": 8080, "edge": 8000, "deploy_engine": 41001, "nats": 41000},
+        example_url=example_url(8000) if example else None,
+    )
+
+
+def test_banner_says_where_everything_is_and_what_to_type(tmp_path: Path) -> None:
+    """The banner shows the API, token, edge, example, NATS URL, the deploy-engine's port and
+    dev.json, and suggests commands that work verbatim from the checkout (`./launchdeck`)."""
+    text = banner_text(dev_info(tmp_path, example=True), example_live=True)
+    for shown in (
+        "Launchdeck is running",
+        "http://127.0.0.1:8080",
+        "tok-123",
+        "http://localhost:8000",
+        "http://example.localhost:8000/",
+        "nats://127.0.0.1:41000",
+        "http://127.0.0.1:41001/health",
+        str(tmp_path / "dev.json"),
+        "./launchdeck deploy example",
+        "./launchdeck projects list",
+    ):
+        assert shown in text, f"{shown!r} not in the banner:\n{text}"
+    assert "uv run" not in text  # uv may not be on PATH after `make dev` installed it
+    assert "(not live)" not in text
+
+    failed = banner_text(dev_info(tmp_path, example=True), example_live=False)
+    assert "http://example.localhost:8000/  (not live)" in failed
+    without = banner_text(dev_info(tmp_path, example=False), example_live=None)
+    assert "example.localhost" not in without
+    assert "./launchdeck projects create NAME REPO_URL" in without
 
 
 def git_files(repo: Path) -> list[str]:

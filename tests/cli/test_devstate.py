@@ -9,23 +9,25 @@ import socket
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from launchdeck.cli.dev import admin_token
 from launchdeck.cli.devstate import (
     RESERVED_PORTS,
     DevInfo,
     StateDirBusy,
+    admin_token,
     choose_port,
     dev_lock,
     load_or_create_secret,
+    mark_not_ready,
     read_dev_json,
     recorded_ports,
     write_dev_json,
 )
-from launchdeck.cli.embedded import (
+from launchdeck.devservers import (
     forget_dead_postgres_users,
     free_port,
     stop_leftover,
@@ -68,6 +70,27 @@ def test_dev_json_rewrite_replaces_the_content(tmp_path: Path) -> None:
     write_dev_json(path, updated)
     assert read_dev_json(path)["example_url"] == "http://e/"
     assert recorded_ports(read_dev_json(path)) == sample_info(tmp_path).ports
+
+
+def test_dev_json_says_not_ready_until_told_otherwise(tmp_path: Path) -> None:
+    """`ready` is false unless set; a previous run's file that says ready (that run was killed
+    without its clean-up) is rewritten not ready, everything else kept; others are untouched."""
+    path = tmp_path / "dev.json"
+    write_dev_json(path, sample_info(tmp_path))
+    assert read_dev_json(path)["ready"] is False
+
+    write_dev_json(path, replace(sample_info(tmp_path), ready=True))
+    left_behind = read_dev_json(path)
+    assert left_behind["ready"] is True
+    mark_not_ready(path, left_behind)
+    assert read_dev_json(path) == {**left_behind, "ready": False}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    path.write_text('{"api_url": "http://x", "ready": false}')
+    mark_not_ready(path, read_dev_json(path))
+    assert path.read_text() == '{"api_url": "http://x", "ready": false}'
+    mark_not_ready(tmp_path / "missing.json", {})
+    assert not (tmp_path / "missing.json").exists()
 
 
 def test_missing_or_corrupt_dev_json_reads_as_empty(tmp_path: Path) -> None:

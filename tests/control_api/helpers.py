@@ -10,15 +10,15 @@ from typing import Any
 
 import asyncpg
 
+from launchdeck.contracts.api import BuildCreate, ProjectCreate
 from launchdeck.contracts.messages import Artifact, BuildStatusChanged, DeploymentStatusChanged
 from launchdeck.contracts.subjects import STREAM_EVENTS
-from launchdeck.control_api import projects_service
-from launchdeck.control_api.api_types import BuildCreate, ProjectCreate
-from launchdeck.control_api.builds_service import trigger_build
-from launchdeck.control_api.event_apply import Event, EventOutcome, apply_event
-from launchdeck.control_api.models import Build, Deployment, Project
+from launchdeck.control_api.domain import projects as projects_service
+from launchdeck.control_api.domain.builds import trigger_build
+from launchdeck.control_api.domain.events import Event, EventOutcome, apply_event
 from launchdeck.control_api.store import builds, deployments
-from tests.control_api.conftest import unique
+from launchdeck.control_api.store.records import Build, Deployment, Project
+from tests.control_api.support import unique
 
 # Stream sequences far above what the session's EVENTS stream reaches.
 _seq = itertools.count(10_000_000)

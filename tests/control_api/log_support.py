@@ -18,10 +18,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.codec import encode
-from launchdeck.contracts.messages import BuildStatus, LogBatch, LogLine, LogStream
+from launchdeck.contracts.messages import LogBatch, LogLine, LogStream
+from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import build_log_subject
 from launchdeck.control_api.app import create_app
-from tests.control_api.conftest import Api, make_settings, token, unique
+from tests.control_api.support import Api, make_settings, token, unique
 
 ADMIN = token(["admin"])
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

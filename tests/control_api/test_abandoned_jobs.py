@@ -36,15 +36,18 @@ from launchdeck.contracts.subjects import (
     build_log_subject,
     max_deliveries_advisory_subject,
 )
-from launchdeck.control_api.abandoned_jobs import judge_build, judge_deployment
-from launchdeck.control_api.events import EventsConsumer
-from launchdeck.control_api.log_eof import ensure_log_eof
-from launchdeck.control_api.logstream import LogEnd, iter_log
-from launchdeck.control_api.max_deliveries import BUILDS_QUEUE, MaxDeliveriesWatcher, WorkQueue
+from launchdeck.control_api.consumers.advisories import (
+    BUILDS_QUEUE,
+    MaxDeliveriesWatcher,
+    WorkQueue,
+)
+from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.domain.abandoned_jobs import judge_build, judge_deployment
+from launchdeck.control_api.logs.eof import ensure_log_eof
+from launchdeck.control_api.logs.stream import LogEnd, iter_log
 from launchdeck.control_api.metrics import Metrics
-from launchdeck.control_api.models import Build, Deployment
+from launchdeck.control_api.store.records import Build, Deployment
 from launchdeck.libs.jetstream import connect
-from tests.control_api.conftest import Api
 from tests.control_api.helpers import (
     activate,
     apply,
@@ -64,6 +67,7 @@ from tests.control_api.log_support import (
     receive_frame,
     view_until_closed,
 )
+from tests.control_api.support import Api
 from tests.polling import eventually
 
 
@@ -341,7 +345,7 @@ async def test_build_whose_worker_dies_on_its_last_attempt_ends_failed(
 
         viewed = await view_until_closed(log_viewer)
         assert viewed.seqs == [1, 2, 3, 4, 5]
-        assert viewed.ends == [{"type": "end", "status": "failed"}]
+        assert viewed.ends == [{"type": "end", "build_id": build_id, "status": "failed"}]
         assert viewed.close_code == WSCloseCode.OK
         event = await receive_frame(events_viewer)
         assert event["kind"] == "build"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from tests.control_api.conftest import Api
+from tests.control_api.support import Api
 
 
 async def test_access_log_has_route_and_status_but_no_token(api: Api) -> None:

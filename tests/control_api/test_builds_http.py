@@ -13,7 +13,7 @@ from launchdeck.contracts.codec import decode
 from launchdeck.contracts.messages import BuildRequested
 from launchdeck.contracts.subjects import STREAM_BUILDS, SUBJECT_BUILD_JOBS
 from launchdeck.libs.outbox import OutboxRelay
-from tests.control_api.conftest import Api, token, unique
+from tests.control_api.support import Api, token, unique
 
 BUILD_FIELDS = {
     "id", "project_id", "number", "ref", "commit_sha", "status", "step", "attempt", "error",

@@ -9,8 +9,8 @@ import asyncpg
 
 from launchdeck.contracts.codec import decode
 from launchdeck.contracts.messages import DeployRequested
-from tests.control_api.conftest import Api, token, unique
 from tests.control_api.helpers import T0, activate, apply, build_event, get_build, succeed
+from tests.control_api.support import Api, token, unique
 
 DEPLOYMENT_FIELDS = {
     "id", "project_id", "build_id", "environment", "status", "url", "error", "created_at",

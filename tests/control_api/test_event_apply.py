@@ -16,8 +16,8 @@ from launchdeck.contracts.messages import (
     DeployRequested,
 )
 from launchdeck.contracts.subjects import SUBJECT_DEPLOY_JOBS
-from launchdeck.control_api import deployments_service
-from launchdeck.control_api.errors import Conflict
+from launchdeck.control_api.domain import deployments as deployments_service
+from launchdeck.control_api.domain.errors import Conflict
 from tests.control_api.helpers import (
     T0,
     activate,

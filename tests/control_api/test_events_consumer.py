@@ -20,10 +20,10 @@ from launchdeck.contracts.subjects import (
     deployment_event_subject,
     generation_event_subject,
 )
-from launchdeck.control_api.event_apply import apply_event
-from launchdeck.control_api.events import EventsConsumer
+from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.domain.events import apply_event
 from launchdeck.control_api.metrics import Metrics
-from launchdeck.control_api.models import Build, Deployment
+from launchdeck.control_api.store.records import Build, Deployment
 from tests.control_api.helpers import (
     artifact,
     build_event,

@@ -14,15 +14,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.contracts.messages import BuildStatus, LogLine
+from launchdeck.contracts.messages import LogLine
+from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.control_api.app import create_app
-from launchdeck.control_api.log_archive import load_archived_log, persist_build_log
-from launchdeck.control_api.log_sweep import LOCK_KEY, sweep_unarchived_logs
-from launchdeck.control_api.logstream import LogEnd, iter_log
-from launchdeck.control_api.models import Build
-from tests.control_api.conftest import make_settings
+from launchdeck.control_api.logs.archive import load_archived_log, persist_build_log
+from launchdeck.control_api.logs.stream import LogEnd, iter_log
+from launchdeck.control_api.logs.sweep import LOCK_KEY, sweep_unarchived_logs
+from launchdeck.control_api.store.records import Build
 from tests.control_api.helpers import apply, build_event, new_build, new_project
 from tests.control_api.log_support import DEADLINE_S, LogPublisher
+from tests.control_api.support import make_settings
 from tests.polling import eventually
 
 MINUTE_AGO = timedelta(minutes=1)

@@ -11,8 +11,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.subjects import STREAM_LOGS, build_log_subject
-from launchdeck.control_api.log_archive import load_archived_log, persist_build_log
-from tests.control_api.conftest import Api
+from launchdeck.control_api.logs.archive import load_archived_log, persist_build_log
 from tests.control_api.log_support import (
     AUTH,
     LogPublisher,
@@ -20,6 +19,7 @@ from tests.control_api.log_support import (
     text_of,
     view_until_closed,
 )
+from tests.control_api.support import Api
 
 
 async def test_round_trip_keeps_every_line_once(
@@ -70,4 +70,4 @@ async def test_archive_serves_the_log_after_the_stream_lost_it(
     )
     viewed = await view_until_closed(viewer)
     assert viewed.seqs == list(range(11, 81))
-    assert viewed.ends == [{"type": "end", "status": "failed"}]
+    assert viewed.ends == [{"type": "end", "build_id": build_id, "status": "failed"}]

@@ -9,7 +9,6 @@ from typing import Any
 
 from nats.js import JetStreamContext
 
-from tests.control_api.conftest import Api, token
 from tests.control_api.log_support import (
     AUTH,
     LogPublisher,
@@ -18,6 +17,7 @@ from tests.control_api.log_support import (
     text_of,
     view_until_closed,
 )
+from tests.control_api.support import Api, token
 
 NDJSON = {"Accept": "application/x-ndjson"}
 

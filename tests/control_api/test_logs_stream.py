@@ -13,8 +13,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.messages import LogLine
-from launchdeck.control_api import logstream
-from launchdeck.control_api.logstream import (
+from launchdeck.control_api.logs import stream as logstream
+from launchdeck.control_api.logs.stream import (
     LogEnd,
     iter_finished_log_chunks,
     iter_log,

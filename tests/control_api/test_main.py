@@ -18,13 +18,13 @@ import asyncpg
 import pytest_asyncio
 from nats.js import JetStreamContext
 
-from launchdeck.cli.embedded import free_port, with_database
 from launchdeck.contracts.codec import encode
 from launchdeck.contracts.messages import BuildStatusChanged
 from launchdeck.contracts.subjects import STREAM_BUILDS, build_event_subject
 from launchdeck.control_api.migrate import MIGRATIONS_DIR
+from launchdeck.devservers import free_port, with_database
 from launchdeck.libs.db import migration_files
-from tests.control_api.conftest import SECRET, token
+from tests.control_api.support import SECRET, token
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -9,7 +9,7 @@ import asyncpg
 from launchdeck.contracts.codec import decode
 from launchdeck.contracts.messages import UndeployRequested
 from launchdeck.contracts.subjects import SUBJECT_DEPLOY_JOBS, SUBJECT_UNDEPLOY_JOBS
-from tests.control_api.conftest import Api, token, unique
+from tests.control_api.support import Api, token, unique
 
 PROBLEM = "application/problem+json"
 

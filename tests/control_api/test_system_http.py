@@ -10,8 +10,8 @@ from nats.js import JetStreamContext
 
 from launchdeck.control_api.app import create_app
 from launchdeck.libs.jetstream import connect
-from tests.control_api.conftest import Api, make_settings, unique
 from tests.control_api.log_support import ADMIN
+from tests.control_api.support import Api, make_settings, unique
 from tests.polling import eventually
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from launchdeck.libs.tokens import verify
-from tests.control_api.conftest import SECRET, Api
+from tests.control_api.support import SECRET, Api
 
 MODULE = [sys.executable, "-m", "launchdeck.control_api"]
 SCRIPT = [str(Path(sys.executable).with_name("launchdeck-control-api"))]

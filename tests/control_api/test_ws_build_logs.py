@@ -13,8 +13,7 @@ from aiohttp import WSCloseCode
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.control_api import logstream
-from tests.control_api.conftest import Api
+from launchdeck.control_api.logs import stream as logstream
 from tests.control_api.log_support import (
     ADMIN,
     AUTH,
@@ -24,6 +23,7 @@ from tests.control_api.log_support import (
     view_until_closed,
     view_until_seq,
 )
+from tests.control_api.support import Api
 
 
 def ws_path(build_id: str, query: str = "") -> str:
@@ -55,7 +55,7 @@ async def test_viewers_before_during_and_after_get_the_same_lines(
     assert worker.published == 384
     for viewed in results:
         assert viewed.seqs == expected
-        assert viewed.ends == [{"type": "end", "status": "succeeded"}]
+        assert viewed.ends == [{"type": "end", "build_id": build_id, "status": "succeeded"}]
         assert viewed.frames[-1]["type"] == "end"
         assert viewed.close_code == WSCloseCode.OK
     first = results[2].logs[0]
@@ -76,7 +76,7 @@ async def test_from_seq_resumes_after_the_last_line_seen(api: Api, js: JetStream
     ws = await api.client.ws_connect(ws_path(build_id, "?from_seq=61"), headers=AUTH)
     viewed = await view_until_closed(ws)
     assert viewed.seqs == list(range(61, 91))
-    assert viewed.ends == [{"type": "end", "status": "failed"}]
+    assert viewed.ends == [{"type": "end", "build_id": build_id, "status": "failed"}]
 
 
 async def test_finished_build_without_eof_ends_with_its_recorded_status(
@@ -91,7 +91,7 @@ async def test_finished_build_without_eof_ends_with_its_recorded_status(
 
     viewed = await view_until_closed(await api.client.ws_connect(ws_path(build_id), headers=AUTH))
     assert viewed.seqs == list(range(1, 13))
-    assert viewed.ends == [{"type": "end", "status": "failed"}]
+    assert viewed.ends == [{"type": "end", "build_id": build_id, "status": "failed"}]
 
 
 async def test_bad_requests_are_problems_before_the_upgrade(api: Api) -> None:

@@ -19,7 +19,6 @@ from launchdeck.contracts.subjects import (
     deployment_event_subject,
     generation_event_subject,
 )
-from tests.control_api.conftest import Api, token
 from tests.control_api.log_support import (
     ADMIN,
     AUTH,
@@ -27,6 +26,7 @@ from tests.control_api.log_support import (
     create_project_build,
     receive_frame,
 )
+from tests.control_api.support import Api, token
 
 MUX = "/api/v1/ws"
 
@@ -82,7 +82,7 @@ async def test_logs_and_project_events_arrive_on_their_channels(
     assert [f["seq"] for f in logs] == list(range(1, 61))
     assert all(f["channel"] == logs_channel and f["build_id"] == build_id for f in logs)
     assert [f for f in frames if f["type"] == "end"] == [
-        {"type": "end", "status": "succeeded", "channel": logs_channel}
+        {"type": "end", "build_id": build_id, "status": "succeeded", "channel": logs_channel}
     ]
     events = [f for f in frames if f["type"] == "event"]
     assert [(e["channel"], e["kind"]) for e in events] == [
@@ -113,7 +113,12 @@ async def test_log_channel_resumes_from_seq(api: Api, js: JetStreamContext) -> N
     assert (await subscribe(ws, channel, from_seq=41))["type"] == "subscribed"
     frames = [await receive_frame(ws) for _ in range(11)]
     assert [f["seq"] for f in frames[:10]] == list(range(41, 51))
-    assert frames[10] == {"type": "end", "status": "failed", "channel": channel}
+    assert frames[10] == {
+        "type": "end",
+        "build_id": build_id,
+        "status": "failed",
+        "channel": channel,
+    }
     await ws.close()
 
 

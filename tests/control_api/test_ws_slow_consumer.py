@@ -14,9 +14,8 @@ from aiohttp import WSCloseCode
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.control_api import ws_connection
-from launchdeck.control_api.ws import WS_OUTBOXES
-from tests.control_api.conftest import Api
+from launchdeck.control_api.ws import connection as ws_connection
+from launchdeck.control_api.ws.routes import WS_OUTBOXES
 from tests.control_api.log_support import (
     AUTH,
     LogPublisher,
@@ -24,6 +23,7 @@ from tests.control_api.log_support import (
     running_app,
     view_until_closed,
 )
+from tests.control_api.support import Api
 from tests.polling import eventually
 
 QUEUE_SIZE = 32
@@ -70,7 +70,7 @@ async def test_slow_viewer_is_closed_with_1013_and_resumes(
 
         complete = await view_until_closed(reader)
         assert complete.seqs == list(range(1, LINES + 1))
-        assert complete.ends == [{"type": "end", "status": "succeeded"}]
+        assert complete.ends == [{"type": "end", "build_id": build_id, "status": "succeeded"}]
         assert complete.close_code == WSCloseCode.OK
 
         await eventually("the stalled viewers to be cut off", lambda: registry.slow_closes == 2)
@@ -91,7 +91,7 @@ async def test_slow_viewer_is_closed_with_1013_and_resumes(
             )
         )
         assert resumed.seqs == list(range(last + 1, LINES + 1))
-        assert resumed.ends == [{"type": "end", "status": "succeeded"}]
+        assert resumed.ends == [{"type": "end", "build_id": build_id, "status": "succeeded"}]
 
         await eventually("the silent viewer to be dropped", lambda: registry.open_count == 0)
         assert not gone.closed  # from its side nothing happened yet: it has not read

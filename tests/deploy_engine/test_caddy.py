@@ -19,8 +19,7 @@ from launchdeck.deploy_engine.caddy import (
     stop_caddy,
 )
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin, parse_admin_address
-
-from .conftest import free_port
+from launchdeck.devservers import free_port
 
 
 async def test_caddy_is_started_detached_reused_and_stopped(tmp_path: Path, caddy_bin: str) -> None:

@@ -9,9 +9,9 @@ from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS
 from launchdeck.deploy_engine import edge_routes as er
 from launchdeck.deploy_engine.sites import reconcile
 from launchdeck.libs.jobs import Outcome
+from tests.deploy_engine.support import Engine
 
 from .archives import file, make_tar_gz, sha256
-from .conftest import Engine
 
 V1 = {"index.html": "<h1>Version one</h1>", "assets/app-1a2b.js": "console.log(1)"}
 V2 = {"index.html": "<h1>Version two</h1>", "assets/app-3c4d.js": "console.log(2)"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,37 @@ def test_meta_round_trip_and_leftovers(tmp_path: Path) -> None:
     assert store.clean_leftovers() == 2
     assert sorted(p.name for p in store.project_dir("site").iterdir()) == [".project.json"]
     assert store.projects() == ["site"]
+
+
+def test_current_never_goes_missing_while_activations_swap_it(tmp_path: Path) -> None:
+    """A reader looping over `current` during 300 activations always finds it, pointing at a
+    release: the swap is one rename, never an unlink followed by a new link."""
+    store = ReleaseStore(tmp_path)
+    builds = ("b1", "b2")
+    for i, build in enumerate(builds):
+        make_release(store, "site", build, 1000 * (i + 1))
+    store.activate("site", "b1")
+    link = store.current_link("site")
+    done = threading.Event()
+    seen: list[str] = []
+    misses: list[str] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                seen.append(os.readlink(link))
+            except FileNotFoundError as exc:
+                misses.append(str(exc))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        for i in range(300):
+            store.activate("site", builds[i % 2 - 1])  # b2, b1, b2, …
+    finally:
+        done.set()
+        thread.join()
+    assert misses == [], f"`current` was missing {len(misses)} time(s) during the swaps"
+    assert set(seen) <= set(builds)
+    assert len(seen) > 300, "the reader must have run alongside the activations"
+    assert store.active_build("site") == "b1"

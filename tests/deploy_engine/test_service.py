@@ -23,9 +23,9 @@ from launchdeck.contracts import subjects as s
 from launchdeck.contracts.codec import decode, encode
 from launchdeck.contracts.messages import Artifact, DeploymentStatusChanged, DeployRequested
 from launchdeck.deploy_engine.caddy import stop_caddy
+from launchdeck.devservers import free_port
 
 from .archives import sha256, site
-from .conftest import free_port
 
 
 class EngineProcess:

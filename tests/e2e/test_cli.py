@@ -3,8 +3,8 @@ deploy (log followed live, URL printed), logs by project / number / id, rollback
 
 from __future__ import annotations
 
-from tests.conftest import GitRepoFactory, commit_files
-from tests.e2e.conftest import Api, Platform, launchdeck, site
+from tests.e2e.support import Api, Platform, launchdeck, site
+from tests.support import GitRepoFactory, commit_files
 
 
 async def test_cli_deploys_follows_logs_and_rolls_back(

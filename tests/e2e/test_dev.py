@@ -1,8 +1,9 @@
 """`make dev` as users run it: `python -m launchdeck.cli.main dev` in a real terminal-less process.
 
-The first run starts Postgres, NATS, the four services and Caddy, deploys the bundled example and
-prints where everything is; Ctrl-C stops all of it. The second run on the same state directory
-finds the project, the release and the token of the first one.
+The first run starts Postgres, NATS, the four services and Caddy, says so in dev.json
+(`"ready": true`: every service answers at once), deploys the bundled example and prints where
+everything is; Ctrl-C stops all of it (and dev.json says `"ready": false` again). The second run
+on the same state directory finds the project, the release and the token of the first one.
 """
 
 from __future__ import annotations
@@ -133,16 +134,23 @@ class DevRun:
                 raise AssertionError(f"{what} not seen after {timeout_s}s:\n{self.output[-5000:]}")
             await asyncio.sleep(0.2)
 
-    async def dev_json(self) -> dict[str, Any]:
-        async def read() -> dict[str, Any] | None:
-            try:
-                data = json.loads((self.state / "dev.json").read_text())
-            except (OSError, ValueError):
-                return None
-            # A previous run's file stays until this run writes its own (with its own pid).
-            return data if data.get("pid") == self.proc.pid else None
+    def read_dev_json(self) -> dict[str, Any] | None:
+        """dev.json as this run wrote it (a previous run's file stays until this run writes
+        its own, with its own pid), else None."""
+        try:
+            data = json.loads((self.state / "dev.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("pid") == self.proc.pid else None
 
-        result: dict[str, Any] = await self.wait_for("dev.json", read)
+    async def ready_dev_json(self) -> dict[str, Any]:
+        """dev.json once it says `"ready": true` (the way a script waits for the platform)."""
+
+        async def read() -> dict[str, Any] | None:
+            data = self.read_dev_json()
+            return data if data is not None and data.get("ready") is True else None
+
+        result: dict[str, Any] = await self.wait_for('dev.json with "ready": true', read)
         return result
 
     async def banner(self) -> None:
@@ -191,6 +199,25 @@ async def edge_index(session: aiohttp.ClientSession, info: dict[str, Any]) -> st
         return None
 
 
+async def answers_at_once(session: aiohttp.ClientSession, info: dict[str, Any]) -> dict[str, int]:
+    """One request each (no retry) to the control-api's /ready and API, and the deploy-engine's
+    /health: the HTTP status of each, or 0 when nothing answered."""
+    auth = {"Authorization": f"Bearer {info['admin_token']}"}
+    urls = {
+        "control-api /ready": (info["api_url"] + "/ready", {}),
+        "control-api /api/v1/projects": (info["api_url"] + "/api/v1/projects", auth),
+        "deploy-engine /health": (f"http://127.0.0.1:{info['ports']['deploy_engine']}/health", {}),
+    }
+    statuses = {}
+    for name, (url, headers) in urls.items():
+        try:
+            async with session.get(url, headers=headers) as resp:
+                statuses[name] = resp.status
+        except aiohttp.ClientError:
+            statuses[name] = 0
+    return statuses
+
+
 async def api_get(session: aiohttp.ClientSession, info: dict[str, Any], path: str) -> Any:
     async with session.get(
         f"{info['api_url']}/api/v1{path}",
@@ -204,6 +231,8 @@ async def api_get(session: aiohttp.ClientSession, info: dict[str, Any], path: st
 class FirstRun:
     state: Path
     info: dict[str, Any]
+    answered_when_ready: dict[str, int]
+    after_stop: dict[str, Any] | None
     output: str
     served: str
     builds: list[dict[str, Any]]
@@ -226,8 +255,9 @@ async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
     run = DevRun.start(state_dir, "first")
     procs: list[psutil.Process] = []
     try:
-        info = await run.dev_json()
+        info = await run.ready_dev_json()
         async with aiohttp.ClientSession() as session:
+            answered = await answers_at_once(session, info)
             served = await run.wait_for(
                 "the example at the edge", lambda: edge_index(session, info)
             )
@@ -241,6 +271,8 @@ async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
         yield FirstRun(
             state=state_dir,
             info=info,
+            answered_when_ready=answered,
+            after_stop=run.read_dev_json(),
             output=output,
             served=served,
             builds=builds,
@@ -266,13 +298,28 @@ async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: 
     assert info["example_url"] == f"http://example.localhost:{info['ports']['edge']}/"
     assert (first_run.state / "dev.json").stat().st_mode & 0o777 == 0o600  # holds the token
 
+    # "ready": true means a script can use the platform at once.
+    assert first_run.answered_when_ready == {
+        "control-api /ready": 200,
+        "control-api /api/v1/projects": 200,
+        "deploy-engine /health": 200,
+    }
+    # Stopped: the file stays (the next run reuses its ports and token) but says not ready.
+    assert first_run.after_stop is not None
+    assert first_run.after_stop["ready"] is False
+    assert first_run.after_stop["admin_token"] == info["admin_token"]
+
     assert first_run.served == EXAMPLE_INDEX.read_text()
     assert [b["status"] for b in first_run.builds] == ["succeeded"]
 
     out = first_run.output
-    assert info["api_url"] in out
-    assert info["admin_token"] in out
-    assert info["example_url"] in out
+    banner = out[out.index(BANNER) :]
+    assert info["api_url"] in banner
+    assert info["admin_token"] in banner
+    assert info["example_url"] in banner
+    assert info["nats_url"] in banner  # for the `nats` CLI (docs/nats.md)
+    assert f"http://127.0.0.1:{info['ports']['deploy_engine']}/health" in banner
+    assert "./launchdeck deploy example" in banner  # works verbatim from the checkout
 
     assert first_run.exit_code == 0, out[-5000:]
     # What was collected held every part of the platform, so "nothing left" means something.
@@ -297,7 +344,7 @@ async def test_second_dev_run_keeps_projects_releases_and_token(first_run: First
     run = DevRun.start(state, "second")
     procs: list[psutil.Process] = []
     try:
-        info = await run.dev_json()
+        info = await run.ready_dev_json()
         assert info["admin_token"] == first_run.info["admin_token"]
         async with aiohttp.ClientSession() as session:
             served = await run.wait_for(

@@ -13,7 +13,6 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from launchdeck.cli.embedded import free_port
 from launchdeck.contracts.subjects import (
     CONSUMER_BUILD_WORKERS,
     SERVICE_BUILD_WORKER,
@@ -22,9 +21,9 @@ from launchdeck.contracts.subjects import (
     STREAM_BUILDS,
     max_deliveries_advisory_subject,
 )
+from launchdeck.devservers import free_port
 from launchdeck.libs.jetstream import connect
-from tests.conftest import GitRepoFactory, commit_files
-from tests.e2e.conftest import (
+from tests.e2e.support import (
     Api,
     Platform,
     create_project,
@@ -32,8 +31,9 @@ from tests.e2e.conftest import (
     launch_platform,
     read_ws,
 )
-from tests.libs.conftest import RestartableNats
+from tests.libs.support import RestartableNats
 from tests.polling import eventually
+from tests.support import GitRepoFactory, commit_files
 
 LINES = 120
 SITE_SCRIPT = """\
@@ -193,7 +193,7 @@ async def _check_core_subscriptions(api: Api, own_nats: RestartableNats) -> None
         await nc.flush()
     finally:
         await nc.drain()
-    gone = 'launchdeck_abandoned_jobs_total{stream="BUILDS",outcome="gone"} 1'
+    gone = 'launchdeck_abandoned_jobs_total{outcome="gone",stream="BUILDS"} 1'
     await eventually("the advisory handled", lambda: _metrics_show(api, gone), timeout_s=10)
 
 

@@ -16,8 +16,7 @@ import pytest_asyncio
 
 from launchdeck.deploy_engine.caddy import CaddyPaths, read_pid, stop_caddy
 from tests.build_worker.processes import alive
-from tests.conftest import GitRepoFactory
-from tests.e2e.conftest import (
+from tests.e2e.support import (
     Api,
     Platform,
     create_project,
@@ -29,6 +28,7 @@ from tests.e2e.conftest import (
     wait_http_ok,
 )
 from tests.polling import eventually
+from tests.support import GitRepoFactory
 
 # A worker that dies stops heartbeating; its build comes back after this AckWait (the default
 # 30 s would make the test wait that long). Heartbeats go every third of it.

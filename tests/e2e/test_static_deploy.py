@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import GitRepoFactory, commit_files
-from tests.e2e.conftest import Api, create_project, deploy, read_ws, site
+from tests.e2e.support import Api, create_project, deploy, read_ws, site
+from tests.support import GitRepoFactory, commit_files
 
 
 async def test_static_site_is_served_with_spa_fallback(

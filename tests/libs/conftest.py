@@ -1,45 +1,15 @@
-"""A NATS server of the test's own that can be stopped and started again, as an operator
-restarting (or upgrading) NATS would: same port, same JetStream store."""
+"""libs fixtures: a NATS server of the test's own that a test can stop and start again
+(`RestartableNats`, in support.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from launchdeck.cli.embedded import NatsServer, free_port, start_nats
-
-
-@dataclass
-class RestartableNats:
-    store_dir: Path
-    port: int
-    log_file: Path
-    server: NatsServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert self.server is None, "already running"
-        self.server = start_nats(self.store_dir, port=self.port, log_file=self.log_file)
-
-    def stop(self) -> None:
-        """SIGTERM, as `systemctl stop` or a container runtime sends; waits for the exit."""
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    # The blocking start/stop off the event loop, so clients on it keep running meanwhile.
-    async def astart(self) -> None:
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
+from launchdeck.devservers import free_port
+from tests.libs.support import RestartableNats
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from nats.js import JetStreamContext
 from structlog.testing import capture_logs
 
 from launchdeck.libs.jetstream import connect, disconnect, wait_connected
-from tests.libs.conftest import RestartableNats
+from tests.libs.support import RestartableNats
 from tests.polling import eventually
 
 
@@ -79,3 +79,30 @@ async def test_disconnect_delivers_what_was_published_then_closes(
 
 async def stream_holds(js: JetStreamContext, stream: str, messages: int) -> bool:
     return (await js.stream_info(stream)).state.messages >= messages
+
+
+async def test_a_comma_separated_url_is_a_list_of_servers(nats_url: str) -> None:
+    """`NATS_URL=a,b` (a cluster) connects to whichever server answers."""
+    nc = await connect(f"nats://127.0.0.1:1, {nats_url}", name="test-cluster-url")
+    try:
+        assert nc.is_connected
+    finally:
+        await nc.close()
+
+
+async def test_waiting_for_a_server_at_start_is_logged_once_and_can_be_cancelled() -> None:
+    """A first connect to nothing keeps trying with one outage_began (the URL without its
+    credentials) and no error lines; cancelling it ends the wait."""
+    with capture_logs() as logs:
+        attempt = asyncio.create_task(connect("nats://ld:hunter2@127.0.0.1:1", name="test-wait"))
+        await eventually(
+            "several tries",
+            lambda: sum(e["event"] == "nats_connection_error" for e in logs) >= 3,
+            timeout_s=15.0,
+        )
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+    loud = [(e["event"], e.get("url")) for e in logs if e["log_level"] != "debug"]
+    assert loud == [("outage_began", "nats://127.0.0.1:1")]
+    assert "hunter2" not in repr(logs)

@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 from launchdeck.contracts.subjects import max_deliveries_advisory_subject
 from launchdeck.libs.jetstream import connect
 from launchdeck.libs.jobs import ConsumerSpec, Delivery, Outcome, consume
-from tests.libs.conftest import RestartableNats
+from tests.libs.support import RestartableNats
 from tests.polling import eventually
 
 STREAM = "JOBSTEST"

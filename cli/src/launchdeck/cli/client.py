@@ -1,31 +1,38 @@
 """HTTP and WebSocket client for the control-api (`/api/v1`). The only module that speaks HTTP.
 
-Errors come back as `ApiError` (parsed from `application/problem+json`, or synthesised from any
-other error response) or `ApiUnreachable`; the commands turn both into a message and exit code.
+Responses are decoded with the server's own types (`launchdeck.contracts.api`, `.ws`), so a
+field the CLI reads cannot silently differ from what the API sends. Errors come back as
+`ApiError` (parsed from `application/problem+json`, or synthesised from any other error response)
+or `ApiUnreachable`; the commands turn both into a message and exit code.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 from urllib.parse import quote
 
 import aiohttp
+import msgspec
 
-Json = dict[str, Any]
+from launchdeck.contracts.api import (
+    BuildCreate,
+    BuildOut,
+    DeploymentOut,
+    Page,
+    Problem,
+    ProblemField,
+    ProjectCreate,
+    ProjectCreated,
+    ProjectOut,
+)
+from launchdeck.contracts.ws import EndFrame, ErrorFrame, LogFrame, decode_frame
 
-TERMINAL_BUILD_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-# A deployment that reached one of these will not change on its own any more.
-SETTLED_DEPLOYMENT_STATUSES = frozenset({"active", "failed", "superseded", "rolled_back"})
+T = TypeVar("T")
 
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
+_encoder = msgspec.json.Encoder()
 
 
 @dataclass
@@ -35,34 +42,28 @@ class ApiError(Exception):
     status: int
     title: str
     detail: str | None = None
-    errors: list[FieldError] = field(default_factory=list)
+    errors: list[ProblemField] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"{self.title}: {self.detail}" if self.detail else self.title
 
     @classmethod
     def from_body(cls, status: int, reason: str | None, content_type: str, body: str) -> ApiError:
-        problem: Any = None
+        problem: Problem | None = None
         if "json" in content_type:
             try:
-                problem = json.loads(body)
-            except ValueError:
+                problem = msgspec.json.decode(body, type=Problem)
+            except (msgspec.DecodeError, msgspec.ValidationError):
                 problem = None
-        if not isinstance(problem, dict):
+        if problem is None:
             text = body.strip()
             detail = text[:300] if text and "html" not in content_type else None
             return cls(status=status, title=f"HTTP {status} {reason or ''}".strip(), detail=detail)
-        errors = [
-            FieldError(field=str(e.get("field", "")), message=str(e.get("message", "")))
-            for e in problem.get("errors") or []
-            if isinstance(e, dict)
-        ]
-        detail = problem.get("detail")
         return cls(
-            status=int(problem.get("status") or status),
-            title=str(problem.get("title") or f"HTTP {status}"),
-            detail=str(detail) if detail else None,
-            errors=errors,
+            status=problem.status or status,
+            title=problem.title or f"HTTP {status}",
+            detail=problem.detail or None,
+            errors=list(problem.errors),
         )
 
 
@@ -70,17 +71,8 @@ class ApiUnreachable(Exception):
     """No HTTP response at all (connection refused, DNS, timeout)."""
 
 
-@dataclass(frozen=True)
-class LogFrame:
-    seq: int
-    ts: str
-    stream: str
-    line: str
-
-
-@dataclass(frozen=True)
-class EndFrame:
-    status: str
+class UnexpectedResponse(Exception):
+    """A 2xx response that is not what this API sends (another server on that URL?)."""
 
 
 def _segment(value: str) -> str:
@@ -122,30 +114,54 @@ class LaunchdeckClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
-    async def _request(
+    async def _send(
         self,
         method: str,
         path: str,
         *,
-        body: Json | None = None,
+        body: msgspec.Struct | None = None,
         params: dict[str, str] | None = None,
-        text: bool = False,
-    ) -> Any:
+    ) -> bytes:
+        """The response body of a 2xx answer; ApiError for an error answer."""
         url = self.api_url + path
+        headers = self._headers()
+        data = None
+        if body is not None:
+            data = _encoder.encode(body)
+            headers["Content-Type"] = "application/json"
         try:
             async with self.session.request(
-                method, url, json=body, params=params, headers=self._headers()
+                method, url, data=data, params=params, headers=headers
             ) as response:
-                payload = await response.text()
+                payload = await response.read()
                 if response.status >= 400:
                     raise ApiError.from_body(
-                        response.status, response.reason, response.content_type, payload
+                        response.status,
+                        response.reason,
+                        response.content_type,
+                        payload.decode("utf-8", errors="replace"),
                     )
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise ApiUnreachable(f"cannot reach the API at {self.api_url}: {exc}") from exc
-        if text:
-            return payload
-        return json.loads(payload) if payload else None
+        return payload
+
+    async def _call(
+        self,
+        type_: type[T],
+        method: str,
+        path: str,
+        *,
+        body: msgspec.Struct | None = None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        """`_send`, decoding the answer as `type_`."""
+        payload = await self._send(method, path, body=body, params=params)
+        try:
+            return msgspec.json.decode(payload, type=type_)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise UnexpectedResponse(
+                f"{method} {path}: the answer is not a Launchdeck API response ({exc})"
+            ) from None
 
     # Health -----------------------------------------------------------------
 
@@ -159,56 +175,49 @@ class LaunchdeckClient:
 
     # Projects ---------------------------------------------------------------
 
-    async def create_project(self, body: Json) -> Json:
-        result: Json = await self._request("POST", "/api/v1/projects", body=body)
-        return result
+    async def create_project(self, project: ProjectCreate) -> ProjectCreated:
+        return await self._call(ProjectCreated, "POST", "/api/v1/projects", body=project)
 
-    async def get_project(self, project: str) -> Json:
-        result: Json = await self._request("GET", f"/api/v1/projects/{_segment(project)}")
-        return result
+    async def get_project(self, project: str) -> ProjectOut:
+        return await self._call(ProjectOut, "GET", f"/api/v1/projects/{_segment(project)}")
 
-    async def list_projects(self) -> list[Json]:
-        return await self._list("/api/v1/projects")
+    async def list_projects(self) -> list[ProjectOut]:
+        return [p async for p in self._pages(ProjectOut, "/api/v1/projects")]
 
-    async def _list(self, path: str) -> list[Json]:
-        return [item async for item in self._pages(path)]
-
-    async def _pages(self, path: str, limit: int | None = None) -> AsyncIterator[Json]:
+    async def _pages(self, type_: type[T], path: str, limit: int | None = None) -> AsyncIterator[T]:
         """Every item of a paginated list, fetched a page at a time as they are consumed."""
         cursor: str | None = None
         while True:
             params = {"cursor": cursor} if cursor else {}
             if limit is not None:
                 params["limit"] = str(limit)
-            page: Json = await self._request("GET", path, params=params or None)
-            for item in page.get("items") or []:
+            page = await self._call(Page[type_], "GET", path, params=params or None)  # type: ignore[valid-type]
+            for item in page.items:
                 yield item
-            cursor = page.get("next_cursor")
+            cursor = page.next_cursor
             if not cursor:
                 return
 
     # Builds -----------------------------------------------------------------
 
-    async def trigger_build(self, project: str, *, ref: str | None = None) -> Json:
-        body: Json = {"ref": ref} if ref else {}
-        result: Json = await self._request(
-            "POST", f"/api/v1/projects/{_segment(project)}/builds", body=body
+    async def trigger_build(self, project: str, *, ref: str | None = None) -> BuildOut:
+        return await self._call(
+            BuildOut,
+            "POST",
+            f"/api/v1/projects/{_segment(project)}/builds",
+            body=BuildCreate(ref=ref),
         )
-        return result
 
-    def builds(self, project: str, page_size: int | None = None) -> AsyncIterator[Json]:
+    def builds(self, project: str, page_size: int | None = None) -> AsyncIterator[BuildOut]:
         """The project's builds, newest first."""
-        return self._pages(f"/api/v1/projects/{_segment(project)}/builds", page_size)
+        return self._pages(BuildOut, f"/api/v1/projects/{_segment(project)}/builds", page_size)
 
-    async def get_build(self, build_id: str) -> Json:
-        result: Json = await self._request("GET", f"/api/v1/builds/{_segment(build_id)}")
-        return result
+    async def get_build(self, build_id: str) -> BuildOut:
+        return await self._call(BuildOut, "GET", f"/api/v1/builds/{_segment(build_id)}")
 
     async def build_log_text(self, build_id: str) -> str:
-        result: str = await self._request(
-            "GET", f"/api/v1/builds/{_segment(build_id)}/logs", text=True
-        )
-        return result
+        payload = await self._send("GET", f"/api/v1/builds/{_segment(build_id)}/logs")
+        return payload.decode("utf-8", errors="replace")
 
     async def follow_build_log(
         self, build_id: str, *, from_seq: int = 1
@@ -232,29 +241,20 @@ class LaunchdeckClient:
                     async for message in ws:
                         if message.type is not aiohttp.WSMsgType.TEXT:
                             continue
-                        frame = json.loads(message.data)
-                        kind = frame.get("type")
-                        if kind == "log":
-                            seq = int(frame["seq"])
-                            if seq < next_seq:
-                                continue
-                            next_seq = seq + 1
-                            failures = 0
-                            yield LogFrame(
-                                seq=seq,
-                                ts=str(frame.get("ts", "")),
-                                stream=str(frame.get("stream", "stdout")),
-                                line=str(frame.get("line", "")),
-                            )
-                        elif kind == "end":
-                            yield EndFrame(status=str(frame.get("status", "unknown")))
-                            return
-                        elif kind == "error":
-                            raise ApiError(
-                                status=0,
-                                title="log stream error",
-                                detail=str(frame.get("detail") or frame.get("message") or ""),
-                            )
+                        try:
+                            frame = decode_frame(message.data)
+                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                            raise UnexpectedResponse(f"not a log frame: {exc}") from None
+                        match frame:
+                            case LogFrame(seq=seq) if seq >= next_seq:
+                                next_seq = seq + 1
+                                failures = 0
+                                yield frame
+                            case EndFrame():
+                                yield frame
+                                return
+                            case ErrorFrame(message=problem):
+                                raise ApiError(status=0, title="log stream error", detail=problem)
             except aiohttp.WSServerHandshakeError as exc:
                 if 400 <= exc.status < 500:
                     raise ApiError(
@@ -275,19 +275,23 @@ class LaunchdeckClient:
 
     # Deployments ------------------------------------------------------------
 
-    async def get_deployment(self, deployment_id: str) -> Json:
-        result: Json = await self._request("GET", f"/api/v1/deployments/{_segment(deployment_id)}")
-        return result
+    async def get_deployment(self, deployment_id: str) -> DeploymentOut:
+        return await self._call(
+            DeploymentOut, "GET", f"/api/v1/deployments/{_segment(deployment_id)}"
+        )
 
-    async def list_deployments(self, project: str) -> list[Json]:
+    async def list_deployments(self, project: str) -> list[DeploymentOut]:
         return [d async for d in self.deployments(project)]
 
-    def deployments(self, project: str, page_size: int | None = None) -> AsyncIterator[Json]:
+    def deployments(
+        self, project: str, page_size: int | None = None
+    ) -> AsyncIterator[DeploymentOut]:
         """The project's deployments, newest first."""
-        return self._pages(f"/api/v1/projects/{_segment(project)}/deployments", page_size)
-
-    async def rollback(self, project: str) -> Json:
-        result: Json = await self._request(
-            "POST", f"/api/v1/projects/{_segment(project)}/rollback", body={}
+        return self._pages(
+            DeploymentOut, f"/api/v1/projects/{_segment(project)}/deployments", page_size
         )
-        return result
+
+    async def rollback(self, project: str) -> DeploymentOut:
+        return await self._call(
+            DeploymentOut, "POST", f"/api/v1/projects/{_segment(project)}/rollback"
+        )

@@ -9,15 +9,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
-from launchdeck.cli.client import (
-    SETTLED_DEPLOYMENT_STATUSES,
-    EndFrame,
-    Json,
-    LaunchdeckClient,
-)
+from launchdeck.cli.client import LaunchdeckClient
 from launchdeck.cli.output import Terminal, table
+from launchdeck.contracts.api import BuildOut, BuildSettings, DeploymentOut, ProjectCreate
+from launchdeck.contracts.statuses import DEPLOYMENT_SETTLED
+from launchdeck.contracts.ws import EndFrame
+
+T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.5
 DEFAULT_DEPLOY_TIMEOUT_S = 180.0
@@ -32,8 +34,8 @@ class DeployResult:
     ok: bool
     reason: str | None = None
     url: str | None = None
-    build: Json | None = None
-    deployment: Json | None = None
+    build: BuildOut | None = None
+    deployment: DeploymentOut | None = None
 
 
 # projects ---------------------------------------------------------------------
@@ -54,24 +56,22 @@ async def projects_create(
     name: str,
     repo_url: str,
     branch: str | None,
-    build: Json,
+    build: BuildSettings,
     domains: list[str],
 ) -> int:
-    body: Json = {"name": name, "repo_url": _repo_argument(repo_url)}
-    if branch:
-        body["branch"] = branch
-    if build:
-        body["build"] = build
-    if domains:
-        body["domains"] = domains
+    body = ProjectCreate(
+        name=name,
+        repo_url=_repo_argument(repo_url),
+        branch=branch or "main",
+        build=build,
+        domains=domains,
+    )
     project = await client.create_project(body)
-    term.success(f"Created project {project['name']} ({project['id']})")
-    term.info(f"  repo    {project.get('repo_url')}")
-    term.info(f"  branch  {project.get('branch')}")
-    secret = project.get("webhook_secret")
-    if secret:
-        term.info(f"  webhook secret (shown once): {secret}")
-    term.info(f"Deploy it with: launchdeck deploy {project['name']}")
+    term.success(f"Created project {project.name} ({project.id})")
+    term.info(f"  repo    {project.repo_url}")
+    term.info(f"  branch  {project.branch}")
+    term.info(f"  webhook secret (shown once): {project.webhook_secret}")
+    term.info(f"Deploy it with: launchdeck deploy {project.name}")
     return 0
 
 
@@ -81,26 +81,25 @@ async def projects_list(client: LaunchdeckClient, term: Terminal) -> int:
         term.info("No projects yet. Create one with: launchdeck projects create NAME REPO_URL")
         return 0
     rows = [("NAME", "BRANCH", "ID", "REPO")] + [
-        (str(p.get("name")), str(p.get("branch")), str(p.get("id")), str(p.get("repo_url")))
-        for p in projects
+        (p.name, p.branch, str(p.id), p.repo_url) for p in projects
     ]
     for line in table(rows):
         term.info(line)
     return 0
 
 
-def _when(timestamp: object) -> str:
-    """An API timestamp (RFC 3339, UTC) as `2026-11-22 05:08:19`; `-` when there is none."""
-    return str(timestamp)[:19].replace("T", " ") if timestamp else "-"
+def _when(timestamp: datetime | None) -> str:
+    """An API timestamp (UTC) as `2026-11-22 05:08:19`; `-` when there is none."""
+    return timestamp.strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
 
 
 async def _print_history(
     term: Terminal,
-    items: AsyncIterator[Json],
+    items: AsyncIterator[T],
     limit: int,
     *,
     header: tuple[str, ...],
-    row: Callable[[Json], tuple[str, ...]],
+    row: Callable[[T], tuple[str, ...]],
     none_yet: str,
 ) -> int:
     """The first `limit` of `items` (newest first) as a table, or `none_yet`."""
@@ -125,13 +124,13 @@ async def builds_list(client: LaunchdeckClient, term: Terminal, *, project: str,
         limit,
         header=("#", "STATUS", "REF", "COMMIT", "CREATED", "ID", "ERROR"),
         row=lambda b: (
-            str(b["number"]),
-            str(b["status"]),
-            str(b.get("ref") or ""),
-            str(b.get("commit_sha") or "")[:7] or "-",
-            _when(b.get("created_at")),
-            str(b["id"]),
-            str(b.get("error") or ""),
+            str(b.number),
+            b.status,
+            b.ref,
+            (b.commit_sha or "")[:7] or "-",
+            _when(b.created_at),
+            str(b.id),
+            b.error or "",
         ),
         none_yet=f"No builds yet. Start one with: launchdeck deploy {project}",
     )
@@ -147,13 +146,13 @@ async def deployments_list(
         limit,
         header=("STATUS", "ENV", "BUILD", "CREATED", "ACTIVATED", "URL", "ERROR"),
         row=lambda d: (
-            str(d["status"]),
-            str(d["environment"]),
-            str(d["build_id"]),
-            _when(d.get("created_at")),
-            _when(d.get("activated_at")),
-            str(d.get("url") or "-"),
-            str(d.get("error") or ""),
+            d.status,
+            d.environment,
+            str(d.build_id),
+            _when(d.created_at),
+            _when(d.activated_at),
+            d.url or "-",
+            d.error or "",
         ),
         none_yet=f"No deployments yet. Deploy with: launchdeck deploy {project}",
     )
@@ -166,7 +165,7 @@ async def follow_log(client: LaunchdeckClient, term: Terminal, build_id: str) ->
     """Print the build's log live until it ends; return the final build status."""
     async for frame in client.follow_build_log(build_id):
         if isinstance(frame, EndFrame):
-            return frame.status
+            return frame.status or "unknown"
         term.log_line(frame.stream, frame.line)
     raise RuntimeError("log stream ended without an end frame")  # pragma: no cover
 
@@ -193,9 +192,9 @@ async def resolve_build(client: LaunchdeckClient, ref: str) -> str:
         raise NoSuchBuild(f"{ref!r}: the part after # must be a build number")
     wanted = int(number) if number else None
     async for build in client.builds(project, page_size=1 if wanted is None else 100):
-        if wanted is None or build["number"] == wanted:
-            return str(build["id"])
-        if build["number"] < wanted:  # newest first: it is not there
+        if wanted is None or build.number == wanted:
+            return str(build.id)
+        if build.number < wanted:  # newest first: it is not there
             break
     raise NoSuchBuild(f"project {project!r} has no build" + (f" #{wanted}" if wanted else "s"))
 
@@ -213,7 +212,7 @@ async def logs(client: LaunchdeckClient, term: Terminal, *, build: str, follow: 
     status = await follow_log(client, term, build_id)
     if status == "succeeded":
         return 0
-    error = (await client.get_build(build_id)).get("error")
+    error = (await client.get_build(build_id)).error
     term.error(f"build {status}: {error or 'see the log above'}")
     return 1
 
@@ -227,9 +226,8 @@ async def wait_for_deployment_id(
     """The deployment a succeeded build created (it appears once the API consumed the event)."""
     while True:
         build = await client.get_build(build_id)
-        deployment_id = build.get("deployment_id")
-        if deployment_id:
-            return str(deployment_id)
+        if build.deployment_id:
+            return str(build.deployment_id)
         if time.monotonic() >= deadline:
             raise DeadlineExceeded(f"build {build_id} succeeded but no deployment was created")
         await asyncio.sleep(POLL_INTERVAL_S)
@@ -237,27 +235,27 @@ async def wait_for_deployment_id(
 
 async def wait_for_deployment(
     client: LaunchdeckClient, term: Terminal, deployment_id: str, *, deadline: float
-) -> Json:
+) -> DeploymentOut:
     """Poll until the deployment settles (active, failed, ...); print each status change."""
     last_status: str | None = None
     while True:
         deployment = await client.get_deployment(deployment_id)
-        status = str(deployment.get("status"))
+        status = deployment.status
         if status != last_status:
             term.info(f"Deployment {deployment_id}: {status}")
             last_status = status
-        if status in SETTLED_DEPLOYMENT_STATUSES:
+        if status in DEPLOYMENT_SETTLED:
             return deployment
         if time.monotonic() >= deadline:
             raise DeadlineExceeded(f"deployment {deployment_id} is still {status}")
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-def _deployment_outcome(deployment: Json, build: Json | None = None) -> DeployResult:
-    status = deployment.get("status")
+def _deployment_outcome(deployment: DeploymentOut, build: BuildOut | None = None) -> DeployResult:
+    status = deployment.status
     if status == "active":
-        return DeployResult(ok=True, url=deployment.get("url"), build=build, deployment=deployment)
-    reason = deployment.get("error") or f"the deployment ended {status}"
+        return DeployResult(ok=True, url=deployment.url, build=build, deployment=deployment)
+    reason = deployment.error or f"the deployment ended {status}"
     return DeployResult(
         ok=False, reason=f"deployment {status}: {reason}", build=build, deployment=deployment
     )
@@ -273,17 +271,14 @@ async def deploy_and_follow(
 ) -> DeployResult:
     """Trigger a build, print its log live, wait for its deployment to be active."""
     build = await client.trigger_build(project, ref=ref)
-    build_id = str(build["id"])
-    term.info(
-        f"Build #{build.get('number')} {build_id} of {project} "
-        f"({build.get('ref') or ref or 'default branch'}) {build.get('status', 'queued')}"
-    )
+    build_id = str(build.id)
+    term.info(f"Build #{build.number} {build_id} of {project} ({build.ref}) {build.status}")
     status = await follow_log(client, term, build_id)
     if status != "succeeded":
         build = await client.get_build(build_id)
-        reason = build.get("error") or "see the log above"
+        reason = build.error or "see the log above"
         return DeployResult(
-            ok=False, reason=f"build #{build.get('number')} {status}: {reason}", build=build
+            ok=False, reason=f"build #{build.number} {status}: {reason}", build=build
         )
     deadline = time.monotonic() + timeout_s
     try:
@@ -313,8 +308,8 @@ async def deploy(
 ) -> int:
     if not wait:
         build = await client.trigger_build(project, ref=ref)
-        term.info(f"Build #{build.get('number')} {build['id']} {build.get('status', 'queued')}")
-        term.info(f"Follow it with: launchdeck logs {project}#{build.get('number')} -f")
+        term.info(f"Build #{build.number} {build.id} {build.status}")
+        term.info(f"Follow it with: launchdeck logs {project}#{build.number} -f")
         return 0
     return _report(
         term, await deploy_and_follow(client, term, project=project, ref=ref, timeout_s=timeout_s)
@@ -325,13 +320,10 @@ async def rollback(
     client: LaunchdeckClient, term: Terminal, *, project: str, timeout_s: float
 ) -> int:
     deployment = await client.rollback(project)
-    term.info(
-        f"Rolling back {project}: deployment {deployment['id']} "
-        f"of build {deployment.get('build_id')}"
-    )
+    term.info(f"Rolling back {project}: deployment {deployment.id} of build {deployment.build_id}")
     deadline = time.monotonic() + timeout_s
     try:
-        settled = await wait_for_deployment(client, term, str(deployment["id"]), deadline=deadline)
+        settled = await wait_for_deployment(client, term, str(deployment.id), deadline=deadline)
     except DeadlineExceeded as exc:
         term.error(f"{exc} after {timeout_s:g}s")
         return 1

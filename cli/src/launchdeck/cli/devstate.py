@@ -1,8 +1,11 @@
 """The dev state directory: `dev.json`, the secret key, the lock, and stable port choices.
 
 `dev.json` is how scripts (and the client commands) find a running `launchdeck dev`: it holds
-`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url` and the ports
-chosen, which the next run reuses when they are free so URLs stay the same.
+`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url`, the ports chosen (which the
+next run reuses when they are free, so URLs stay the same) and `ready`. It is written as soon as
+the ports are chosen with `"ready": false` (so a crashed start-up still leaves the pids and ports
+the next run needs to clean up and reuse), rewritten with `"ready": true` once every service
+answers (see `dev.readiness`), and with `"ready": false` again when `launchdeck dev` stops.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launchdeck.cli.embedded import free_port, port_is_free
+from launchdeck.devservers import free_port, port_is_free
+from launchdeck.libs import tokens
 
 DEFAULT_STATE_DIR = ".launchdeck"
 # Standard ports of Postgres, NATS, HTTP(S) and Caddy's admin API: possibly taken, never used.
@@ -49,6 +53,7 @@ class DevInfo:
     pid: int | None = None
     nats_pid: int | None = None
     example_url: str | None = None
+    ready: bool = False
 
 
 def write_private_file(path: Path, text: str) -> None:
@@ -73,6 +78,14 @@ def write_dev_json(path: Path, info: DevInfo) -> None:
     write_private_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def mark_not_ready(path: Path, recorded: Mapping[str, Any]) -> None:
+    """Rewrite `recorded` (a previous run's dev.json) with `"ready": false` when it says ready:
+    that run was killed without its clean-up, and this one has not started anything yet."""
+    if recorded.get("ready") is True:
+        data = {**recorded, "ready": False}
+        write_private_file(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
 def read_dev_json(path: Path) -> dict[str, Any]:
     """The recorded state, or `{}` when missing or unreadable (a fresh start)."""
     try:
@@ -87,6 +100,16 @@ def recorded_ports(data: Mapping[str, Any]) -> dict[str, int]:
     if not isinstance(ports, dict):
         return {}
     return {str(k): v for k, v in ports.items() if isinstance(v, int)}
+
+
+def admin_token(secret: str, previous: object) -> str:
+    """The previous run's admin token while it still verifies (stable for scripts), else new."""
+    if isinstance(previous, str) and previous:
+        with contextlib.suppress(tokens.InvalidToken):
+            if "admin" in tokens.verify(secret, previous).scopes:
+                return previous
+    token, _ = tokens.mint(secret, subject="admin", scopes=["admin"])
+    return token
 
 
 def load_or_create_secret(path: Path) -> str:

@@ -1,16 +1,24 @@
-"""The bundled example site as a git repository the build-worker can clone (a local path).
+"""The bundled example site `launchdeck dev` deploys, so a newcomer sees a live site at once.
 
-`examples/static-site/` is mirrored into `<state dir>/example-repo` and committed when it is new
-or changed, so the repository always holds the checkout's current example.
+`examples/static-site/` is mirrored into `<state dir>/example-repo` (a git repository the
+build-worker can clone, as a local path) and committed when it is new or changed, so the
+repository always holds the checkout's current example; `deploy_example` creates the `example`
+project from it and deploys it through the API, like any user's project.
 """
 
 from __future__ import annotations
 
+import asyncio
 import filecmp
 import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from launchdeck.cli.client import ApiError, LaunchdeckClient
+from launchdeck.cli.commands import deploy_and_follow
+from launchdeck.cli.output import Terminal
+from launchdeck.contracts.api import ProjectCreate
 
 EXAMPLE_PROJECT = "example"
 _CHECKOUT_ROOT = Path(__file__).resolve().parents[4]
@@ -79,3 +87,36 @@ def sync_example_repo(source: Path, repo: Path) -> bool:
 
 def head_commit(repo: Path) -> str:
     return _git(repo, "rev-parse", "HEAD").strip()
+
+
+def example_url(edge_port: int) -> str:
+    return f"http://{EXAMPLE_PROJECT}.localhost:{edge_port}/"
+
+
+async def deploy_example(client: LaunchdeckClient, term: Terminal, state: Path) -> bool:
+    """Create and deploy the example project; skip the build when it is already live and its
+    source has not changed. Return True when the example is live."""
+    source = find_example_source()
+    if source is None:
+        term.warn("examples/static-site not found; not deploying the example")
+        return False
+    repo = state / "example-repo"
+    changed = await asyncio.to_thread(sync_example_repo, source, repo)
+    try:
+        await client.get_project(EXAMPLE_PROJECT)
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        await client.create_project(
+            ProjectCreate(name=EXAMPLE_PROJECT, repo_url=str(repo), branch="main")
+        )
+        term.info(f"created project {EXAMPLE_PROJECT} from {repo}")
+    if not changed:
+        deployments = await client.list_deployments(EXAMPLE_PROJECT)
+        if any(d.status == "active" for d in deployments):
+            term.info("the example is already deployed and unchanged; not rebuilding it")
+            return True
+    result = await deploy_and_follow(client, term, project=EXAMPLE_PROJECT, ref=None)
+    if not result.ok:
+        term.error(f"the example did not deploy: {result.reason}")
+    return result.ok

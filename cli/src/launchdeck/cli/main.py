@@ -9,9 +9,10 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from launchdeck.cli import commands
-from launchdeck.cli.client import ApiError, ApiUnreachable, Json, LaunchdeckClient
+from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient, UnexpectedResponse
 from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
 from launchdeck.cli.output import Terminal
+from launchdeck.contracts.api import BuildSettings
 
 DESCRIPTION = """\
 Launchdeck: deploy git repositories to a self-hosted platform.
@@ -135,9 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_overrides(args: argparse.Namespace) -> Json:
+def _build_overrides(args: argparse.Namespace) -> BuildSettings:
     fields = ("root_dir", "install_command", "build_command", "output_dir")
-    return {name: getattr(args, name) for name in fields if getattr(args, name)}
+    return BuildSettings(**{name: getattr(args, name) for name in fields if getattr(args, name)})
 
 
 ClientCommand = Callable[[LaunchdeckClient, Terminal], Awaitable[int]]
@@ -212,6 +213,9 @@ def run(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = N
     except ApiUnreachable as exc:
         hint = " (is `launchdeck dev` running?)" if config.api_url_source.endswith(".json") else ""
         term.error(f"{exc}{hint}")
+        return 1
+    except UnexpectedResponse as exc:
+        term.error(f"{exc} (is {config.api_url} a Launchdeck API of this version?)")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -12,15 +12,8 @@ from typing import Literal
 
 import msgspec
 
-BuildStatus = Literal[
-    "queued", "cloning", "installing", "building", "packaging", "succeeded", "failed", "cancelled"
-]
-BUILD_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
 
-DeploymentStatus = Literal["pending", "activating", "active", "superseded", "failed", "rolled_back"]
-DEPLOYMENT_TERMINAL: frozenset[str] = frozenset({"active", "superseded", "failed", "rolled_back"})
-
-Environment = Literal["production", "preview"]
 LogStream = Literal["stdout", "stderr", "system"]
 AppKind = Literal["static", "process"]
 

@@ -6,7 +6,9 @@ recorded in `schema_migrations`. An advisory lock makes concurrent start-ups app
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,26 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
+@contextlib.asynccontextmanager
+async def advisory_lock(conn: Any, key: int, *, wait: bool = True) -> AsyncIterator[bool]:
+    """Hold the session-level advisory lock `key` on `conn` for the block.
+
+    Yields whether it is held: with `wait=False` another session holding it means False at
+    once (the block should then skip its work). Several replicas use this so that one of them
+    does a job (migrations, a sweep) at a time.
+    """
+    if wait:
+        await conn.execute("SELECT pg_advisory_lock($1)", key)
+        held = True
+    else:
+        held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+    try:
+        yield held
+    finally:
+        if held:
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
 def migration_files(directory: Path) -> list[Path]:
     files = sorted(p for p in directory.glob("*.sql") if p.name[:4].isdigit())
     names = [p.name[:4] for p in files]
@@ -43,8 +65,7 @@ def migration_files(directory: Path) -> list[Path]:
 async def migrate(conn: Any, directory: Path) -> list[str]:
     """Apply pending migrations from `directory`; return the names applied now."""
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
-    try:
+    async with advisory_lock(conn, _MIGRATION_LOCK):
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    name text PRIMARY KEY,
@@ -59,6 +80,4 @@ async def migrate(conn: Any, directory: Path) -> list[str]:
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
             applied_now.append(path.name)
             log.info("migration_applied", migration=path.name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
     return applied_now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import nats.errors
@@ -20,6 +21,8 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from launchdeck.contracts import subjects as s
 from launchdeck.libs.logging import get_logger
+from launchdeck.libs.outage import Outage
+from launchdeck.libs.settings import public_url
 
 log = get_logger(__name__)
 
@@ -69,14 +72,31 @@ def stream_configs(
 _CONNECTION_ERRORS = (OSError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError)
 
 
+def servers(url: str) -> list[str]:
+    """The servers of a `NATS_URL`: one URL, or several comma-separated (a cluster)."""
+    return [server.strip() for server in url.split(",") if server.strip()]
+
+
+def public_nats_url(url: str) -> str:
+    """`url` (every server of it) without credentials, for logs."""
+    return ",".join(public_url(server) for server in servers(url))
+
+
 async def connect(url: str, name: str, **kwargs: Any) -> Client:
     """Connect with reconnects forever; the connection name shows in `nats server report`.
+
+    A server that is not there yet at start is waited for, as nats-py retries the first connect
+    too (every `reconnect_time_wait`): one `outage_began` warning (what: NATS, url: without
+    credentials) says the service is waiting, one `outage_ended` line that it got through. Cancel
+    the call to give up waiting; the half-made client is closed.
 
     A lost connection is logged once (warning) and its return once (info); the connection errors
     around it (the EOF, each failed reconnect attempt: nats-py's default logs every one at error
     level, with a traceback) only at debug level.
     """
     nc = Client()
+    waiting = Outage("NATS", url=public_nats_url(url))
+    connected_once = False
 
     async def disconnected() -> None:
         if not nc.is_closed:  # closing (drain at shutdown) calls this too
@@ -87,7 +107,10 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
         log.info("nats_reconnected", connection=name, server=server.netloc if server else None)
 
     async def error(exc: Exception) -> None:
-        if isinstance(exc, _CONNECTION_ERRORS):
+        if not connected_once:  # a failed try of the first connect: the wait is logged once
+            waiting.failed(exc)
+            log.debug("nats_connection_error", connection=name, error=repr(exc))
+        elif isinstance(exc, _CONNECTION_ERRORS):
             log.debug("nats_connection_error", connection=name, error=repr(exc))
         else:
             log.warning("nats_error", connection=name, error=repr(exc))
@@ -100,7 +123,15 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
         "error_cb": error,
         **kwargs,
     }
-    await nc.connect(url, name=name, **options)
+    pool = servers(url)
+    try:
+        await nc.connect(pool if len(pool) > 1 else url, name=name, **options)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise
+    connected_once = True
+    waiting.over()
     return nc
 
 

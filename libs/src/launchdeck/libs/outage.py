@@ -36,7 +36,7 @@ class Outage:
         """Record a failure; only the first one of an outage is logged."""
         if self._since is None:
             self._since = time.monotonic()
-            log.warning("outage_began", what=self._what, error=_describe(error), **self._ids)
+            log.warning("outage_began", what=self._what, error=describe_error(error), **self._ids)
 
     async def backoff(self, error: BaseException | str) -> None:
         """Record a failure and wait before the next try (0.2 s, 0.4 s, … up to 5 s)."""
@@ -54,7 +54,8 @@ class Outage:
         self._next_delay_s = self._first_delay_s
 
 
-def _describe(error: BaseException | str) -> str:
+def describe_error(error: BaseException | str) -> str:
+    """For a log line: the message, or the class name when the message is empty."""
     if isinstance(error, str):
         return error
     # Several nats-py errors have an empty str(); the class name says what happened.

@@ -6,15 +6,16 @@ retried after a lost acknowledgement is stored once.
 
 from __future__ import annotations
 
-import asyncio
-
 import nats.errors
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError
 
+from launchdeck.libs.retry import retrying
+
 PUBLISH_TIMEOUT_S = 5.0
 PUBLISH_ATTEMPTS = 5
-BACKOFF_S = 0.2
+FIRST_DELAY_S = 0.2
+MAX_DELAY_S = 2.0
 
 
 async def publish_once_by_id(
@@ -26,17 +27,15 @@ async def publish_once_by_id(
     attempts: int = PUBLISH_ATTEMPTS,
 ) -> None:
     """Publish `payload` and wait for the stream's ack; retries timeouts and reconnects."""
-    delay = BACKOFF_S
-    for attempt in range(1, attempts + 1):
-        try:
+    async for attempt in retrying(
+        attempts=attempts,
+        first_delay_s=FIRST_DELAY_S,
+        max_delay_s=MAX_DELAY_S,
+        retry_on=(nats.errors.Error, TimeoutError),
+        give_up_on=(BadRequestError,),  # the stream refused the message itself: retrying can't help
+        log_event="publish_retrying",
+    ):
+        with attempt:
             await js.publish(
                 subject, payload, timeout=PUBLISH_TIMEOUT_S, headers={"Nats-Msg-Id": msg_id}
             )
-            return
-        except BadRequestError:
-            raise  # the stream refused the message itself: retrying cannot help
-        except (nats.errors.Error, TimeoutError):
-            if attempt == attempts:
-                raise
-        await asyncio.sleep(delay)
-        delay *= 2

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+Choice = TypeVar("Choice", bound=str)
 
 
 class SettingsError(ValueError):
@@ -65,6 +69,42 @@ def env_bool(name: str, default: bool) -> bool:
     if lowered in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"environment variable {name} must be a boolean, got {raw!r}")
+
+
+def env_choice(name: str, choices: Sequence[Choice], default: Choice) -> Choice:
+    """One of a fixed set of words (case-insensitive; `choices` are lower case), so a typo such
+    as `verbose` for a log level stops the service instead of silently meaning the default."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    wanted = raw.strip().lower()
+    for choice in choices:
+        if choice == wanted:
+            return choice
+    raise SettingsError(
+        f"environment variable {name} must be one of {', '.join(choices)}, got {raw!r}"
+    )
+
+
+# Query parameters of a URL that are safe to show (a DSN may carry `?password=`).
+_PUBLIC_QUERY_KEYS = frozenset({"host", "port"})
+
+
+def public_url(url: str) -> str:
+    """`url` without user, password or token, fit for a log line or an error message.
+
+    Everything before the last `@` goes (a password holding `/`, `?` or `#` goes whole); of
+    the query only `host` and `port` stay.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    rest = rest.rpartition("@")[2]
+    parts = urlsplit(f"//{rest}")
+    kept = [(k, v) for k, v in parse_qsl(parts.query) if k in _PUBLIC_QUERY_KEYS]
+    query = urlencode(kept, safe="/")
+    shown = urlunsplit(("", parts.netloc, parts.path, query, "")).removeprefix("//")
+    return f"{scheme}://{shown}" if sep else shown
 
 
 def nats_url() -> str:

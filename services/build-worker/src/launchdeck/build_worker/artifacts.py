@@ -1,4 +1,4 @@
-"""Storing a packed release in the `artifacts` object store, retried with exponential backoff."""
+"""Storing a packed release in the `artifacts` object store, retried (`libs.retry`) a few times."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from nats.js.api import ObjectMeta
 from launchdeck.build_worker.package import Package
 from launchdeck.contracts.messages import Artifact
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS
+from launchdeck.libs.retry import retrying
 
 UPLOAD_ATTEMPTS = 5
-BACKOFF_S = 0.5
+BACKOFF_S = 0.5  # the first retry's delay; doubling up to MAX_BACKOFF_S
+MAX_BACKOFF_S = 4.0
 
 
 class ArtifactMismatch(RuntimeError):
@@ -40,9 +42,14 @@ async def upload_artifact(
 ) -> Artifact:
     """Put `package` under `<build_id>.tar.gz` and check what the store received."""
     key = artifact_key(build_id)
-    delay = backoff_s
-    for attempt in range(1, attempts + 1):
-        try:
+    async for attempt in retrying(
+        attempts=attempts,
+        first_delay_s=backoff_s,
+        max_delay_s=MAX_BACKOFF_S,
+        retry_on=(nats.errors.Error, TimeoutError, ArtifactMismatch),
+        log_event="artifact_upload_retrying",
+    ):
+        with attempt:
             store = await js.object_store(OBJECT_STORE_ARTIFACTS)
             f = await asyncio.to_thread(package.path.open, "rb")
             try:
@@ -56,9 +63,4 @@ async def upload_artifact(
                     f"stored {info.size} bytes / {info.digest}, packed {package.size} bytes"
                 )
             return Artifact(key=key, sha256=package.sha256, size=package.size, kind="static")
-        except (nats.errors.Error, TimeoutError, ArtifactMismatch):
-            if attempt == attempts:
-                raise
-        await asyncio.sleep(delay)
-        delay *= 2
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last failed attempt raises")

@@ -1,4 +1,4 @@
-"""The install step's use of the dependency cache (cache.py): what it logs, and why it never
+"""The install step's use of the dependency cache (`cache/`): what it logs, and why it never
 fails a build.
 
 The cache is an optimisation: every operation on it runs in a thread (they walk and copy whole
@@ -13,13 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from launchdeck.build_worker.cache import (
-    CacheError,
-    CacheKey,
-    ProjectCache,
-    Snapshot,
-    cache_key,
-)
+from launchdeck.build_worker.cache.key import CacheKey, cache_key
+from launchdeck.build_worker.cache.snapshot import Snapshot
+from launchdeck.build_worker.cache.store import ProjectCache
+from launchdeck.build_worker.cache.transfer import CacheError
 from launchdeck.build_worker.detect import BuildPlan
 
 Say = Callable[[str], None]  # writes one system line to the build log

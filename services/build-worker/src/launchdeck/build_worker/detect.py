@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from launchdeck.build_worker.errors import BuildFailed
+from launchdeck.build_worker.lock_files import deciding_lock_file
 from launchdeck.contracts.messages import AppKind, BuildConfig
 
 TOML_NAME = "launchdeck.toml"
@@ -120,13 +121,16 @@ def effective_config(checkout: Path, config: BuildConfig) -> BuildConfig:
 
 
 def package_manager(root: Path) -> PackageManager:
-    if (root / "pnpm-lock.yaml").is_file():
+    """The package manager its lock file names (`lock_files.LOCK_FILES`); npm without one."""
+    lock = deciding_lock_file(root)
+    manager = lock[1] if lock is not None else "npm"
+    if manager == "pnpm":
         return PackageManager("pnpm", "pnpm install --frozen-lockfile", "pnpm run build")
-    if (root / "yarn.lock").is_file():
+    if manager == "yarn":
         # Yarn 2+ ("berry") renamed --frozen-lockfile to --immutable.
         frozen = "--immutable" if _yarn_berry(root) else "--frozen-lockfile"
         return PackageManager("yarn", f"yarn install {frozen}", "yarn run build")
-    if (root / "package-lock.json").is_file() or (root / "npm-shrinkwrap.json").is_file():
+    if lock is not None:
         return PackageManager("npm", "npm ci", "npm run build")
     return PackageManager("npm", "npm install", "npm run build")
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.codec import encode
-from launchdeck.contracts.messages import Artifact, BuildRequested, BuildStatus, BuildStatusChanged
+from launchdeck.contracts.messages import Artifact, BuildRequested, BuildStatusChanged
+from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import build_event_subject
 from launchdeck.libs.publish import publish_once_by_id
 

@@ -31,7 +31,8 @@ from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.build_worker.run import build_env, build_path, parse_command, run_command
 from launchdeck.build_worker.settings import Settings
-from launchdeck.contracts.messages import Artifact, BuildRequested, BuildStatus
+from launchdeck.contracts.messages import Artifact, BuildRequested
+from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.logging import bind_ids, get_logger
 

@@ -21,7 +21,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from launchdeck.contracts.codec import decode, encode
-from launchdeck.contracts.messages import BuildStatus, LogBatch, LogLine, LogStream
+from launchdeck.contracts.messages import LogBatch, LogLine, LogStream
+from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import STREAM_LOGS, build_log_subject
 from launchdeck.libs.publish import publish_once_by_id
 

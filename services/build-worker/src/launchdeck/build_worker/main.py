@@ -1,8 +1,9 @@
 """build-worker entry point: pull build jobs and run them, any number of workers side by side.
 
-Connects to NATS, provisions JetStream, registers the `launchdeck-build-worker` micro-service
-(`nats micro ls`), and consumes `ld.jobs.build` from the durable `build-workers` consumer until
-SIGTERM; builds still running then are handed back (nak) and redelivered as their next attempt.
+Runs the common skeleton (`libs.service`: NATS, JetStream, signals), registers the
+`launchdeck-build-worker` micro-service (`nats micro ls`), and consumes `ld.jobs.build` from the
+durable `build-workers` consumer until SIGTERM; builds still running then are handed back (nak)
+and redelivered as their next attempt.
 """
 
 from __future__ import annotations
@@ -13,11 +14,10 @@ from launchdeck.build_worker.handler import BuildWorker
 from launchdeck.build_worker.settings import Settings
 from launchdeck.contracts import subjects as s
 from launchdeck.contracts.messages import BuildRequested
-from launchdeck.libs import micro
-from launchdeck.libs.jetstream import connect, disconnect, provision
+from launchdeck.libs.jetstream import public_nats_url
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.logging import get_logger
-from launchdeck.libs.runner import run_service, run_until_stopped
+from launchdeck.libs.service import Service, run_service
 
 log = get_logger(__name__)
 
@@ -35,36 +35,32 @@ def build_jobs(settings: Settings) -> ConsumerSpec[BuildRequested]:
     )
 
 
-async def serve(stop: asyncio.Event) -> None:
-    settings = Settings.from_env()
-    nc = await connect(settings.nats_url, name=s.SERVICE_BUILD_WORKER)
-    try:
-        js = nc.jetstream()
-        await provision(js)
-        worker = BuildWorker(js, settings)
-        service = await micro.register(
-            nc, s.SERVICE_BUILD_WORKER, "Clones, builds and packages releases", worker.status
+async def serve(service: Service[Settings]) -> None:
+    settings = service.settings
+    worker = BuildWorker(service.js, settings)
+    await service.register("Clones, builds and packages releases", worker.status)
+    log.info(
+        "build_worker_ready",
+        nats_url=public_nats_url(settings.nats_url),
+        build_dir=str(settings.build_dir),
+        concurrency=settings.concurrency,
+        allow_local_repos=settings.allow_local_repos,
+    )
+    await service.run_until_stopped(
+        asyncio.create_task(
+            consume(
+                service.js,
+                build_jobs(settings),
+                worker.handle_build,
+                concurrency=settings.concurrency,
+            ),
+            name="build-jobs",
         )
-        log.info(
-            "build_worker_ready",
-            nats_url=settings.nats_url,
-            build_dir=str(settings.build_dir),
-            concurrency=settings.concurrency,
-            allow_local_repos=settings.allow_local_repos,
-        )
-        consumer = asyncio.create_task(
-            consume(js, build_jobs(settings), worker.handle_build, concurrency=settings.concurrency)
-        )
-        try:
-            await run_until_stopped(stop, consumer)
-        finally:
-            await service.stop()
-    finally:
-        await disconnect(nc)
+    )
 
 
 def main() -> None:
-    run_service("build-worker", serve)
+    run_service(s.SERVICE_BUILD_WORKER, Settings.from_env, serve)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ class Settings:
     # Sent only to `git_token_hosts`, as an HTTP header through git's environment; never logged.
     git_token: str | None = field(default=None, repr=False)
     git_token_hosts: tuple[str, ...] = ("github.com",)
-    # Dependency cache (cache.py): None turns it off. Local to this worker, best effort.
+    # Dependency cache (cache/): None turns it off. Local to this worker, best effort.
     cache_dir: Path | None = None
     cache_keep: int = 2  # entries (lock-file states) kept per project
     # Worker environment variables passed on to install/build commands (when set).

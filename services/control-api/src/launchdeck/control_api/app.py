@@ -14,20 +14,21 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.control_api.auth import auth_middleware
-from launchdeck.control_api.builds_http import setup_build_routes
-from launchdeck.control_api.deployments_http import setup_deployment_routes
-from launchdeck.control_api.events import EventsConsumer
-from launchdeck.control_api.keys import JS, NC, POOL, SETTINGS
-from launchdeck.control_api.log_sweep import LogSweeper
-from launchdeck.control_api.logs_http import setup_log_routes
-from launchdeck.control_api.max_deliveries import MaxDeliveriesWatcher
-from launchdeck.control_api.metrics import METRICS, Metrics, metrics_middleware
-from launchdeck.control_api.problems import problems_middleware
-from launchdeck.control_api.projects_http import setup_project_routes
+from launchdeck.control_api.api.auth import auth_middleware
+from launchdeck.control_api.api.builds import setup_build_routes
+from launchdeck.control_api.api.deployments import setup_deployment_routes
+from launchdeck.control_api.api.keys import JS, METRICS, NC, POOL, SETTINGS
+from launchdeck.control_api.api.logs import setup_log_routes
+from launchdeck.control_api.api.observe import observe_middleware
+from launchdeck.control_api.api.problems import problems_middleware
+from launchdeck.control_api.api.projects import setup_project_routes
+from launchdeck.control_api.api.system import setup_system_routes
+from launchdeck.control_api.consumers.advisories import MaxDeliveriesWatcher
+from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.logs.sweep import LogSweeper
+from launchdeck.control_api.metrics import Metrics
 from launchdeck.control_api.settings import Settings
-from launchdeck.control_api.system_http import setup_system_routes
-from launchdeck.control_api.ws import setup_ws_routes
+from launchdeck.control_api.ws.routes import setup_ws_routes
 from launchdeck.libs.outbox import OutboxRelay
 
 # The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
@@ -44,9 +45,9 @@ def create_app(
     *,
     background_tasks: bool = True,
 ) -> web.Application:
-    # Order: metrics sees the final status, problems turns every error into problem+json,
+    # Order: observation sees the final status, problems turns every error into problem+json,
     # auth runs inside so its 401s are problems too.
-    app = web.Application(middlewares=[metrics_middleware, problems_middleware, auth_middleware])
+    app = web.Application(middlewares=[observe_middleware, problems_middleware, auth_middleware])
     app[SETTINGS] = settings
     app[POOL] = pool
     app[NC] = nc

@@ -1,10 +1,11 @@
 """control-api entry point: `launchdeck-control-api [serve|migrate|token]`.
 
-`serve` (the default) opens Postgres (migrating it first unless LAUNCHDECK_MIGRATE_ON_START is
-false), connects to NATS and provisions JetStream, then serves HTTP with the outbox relay, the
-events consumer, the abandoned-jobs watcher and the log sweeper running alongside, until
-SIGTERM/SIGINT. `migrate` applies the migrations and exits. `token --admin [--expires-in S]`
-prints a new admin API token signed with LAUNCHDECK_SECRET_KEY.
+`serve` (the default) runs the common skeleton (`libs.service`: connects to NATS and provisions
+JetStream, waiting for NATS while it is not up; stops on SIGTERM/SIGINT at any moment), opens
+Postgres (waited for likewise; migrated first unless LAUNCHDECK_MIGRATE_ON_START is false),
+then serves HTTP with the outbox relay, the events consumer, the abandoned-jobs watcher and the
+log sweeper running alongside, until SIGTERM/SIGINT. `migrate` applies the migrations and exits.
+`token --admin [--expires-in S]` prints a new admin API token signed with LAUNCHDECK_SECRET_KEY.
 """
 
 from __future__ import annotations
@@ -12,66 +13,55 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+import asyncpg
 from aiohttp import web
 
 from launchdeck.contracts.subjects import SERVICE_CONTROL_API
+from launchdeck.control_api.api.auth import ADMIN
 from launchdeck.control_api.app import BACKGROUND, create_app
-from launchdeck.control_api.auth import ADMIN
 from launchdeck.control_api.migrate import MIGRATIONS_DIR, migrate_database
 from launchdeck.control_api.settings import Settings
 from launchdeck.libs import db
-from launchdeck.libs.jetstream import connect, disconnect, provision
 from launchdeck.libs.logging import configure, get_logger
-from launchdeck.libs.runner import run_service
-from launchdeck.libs.settings import SettingsError, env_str
+from launchdeck.libs.service import Service, run_service, wait_until_up
+from launchdeck.libs.settings import SettingsError, env_str, public_url
 from launchdeck.libs.tokens import mint
 
 SERVICE = "control-api"
 log = get_logger(__name__)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    pool = await db.create_pool(settings.database_url)
+# How connecting fails while Postgres is not up yet (refused, no socket yet, starting up).
+POSTGRES_NOT_UP = (OSError, asyncpg.CannotConnectNowError)
+
+
+async def serve(service: Service[Settings]) -> None:
+    settings = service.settings
+    pool = await wait_until_up(
+        "PostgreSQL",
+        lambda: db.create_pool(settings.database_url),
+        retry_on=POSTGRES_NOT_UP,
+        url=public_url(settings.database_url),
+    )
     try:
         if settings.migrate_on_start:
             async with pool.acquire() as conn:
                 await db.migrate(conn, MIGRATIONS_DIR)
-        nc = await connect(settings.nats_url, name=SERVICE_CONTROL_API)
+        app = create_app(settings, pool, service.nc, service.js)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
         try:
-            js = nc.jetstream()
-            await provision(js)
-            app = create_app(settings, pool, nc, js)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            try:
-                await web.TCPSite(runner, settings.host, settings.port).start()
-                log.info("listening", url=f"http://{settings.host}:{settings.port}")
-                failure = await _until_stopped(stop, app[BACKGROUND])
-            finally:
-                # Stops accepting, lets in-flight requests finish, closes WebSockets, then
-                # cancels the background tasks (the outbox keeps whatever is not yet sent).
-                await runner.cleanup()
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            log.info("listening", url=f"http://{settings.host}:{settings.port}")
+            # No micro endpoint: the control-api answers GET /health and /ready. The background
+            # tasks are the app's: its cleanup below stops them after the in-flight requests.
+            await service.run_until_stopped(*app[BACKGROUND], cancel_tasks=False)
         finally:
-            await disconnect(nc)
+            # Stops accepting, lets in-flight requests finish, closes WebSockets, then
+            # cancels the background tasks (the outbox keeps whatever is not yet sent).
+            await runner.cleanup()
     finally:
         await pool.close()
-    if failure is not None:
-        raise failure
-
-
-async def _until_stopped(
-    stop: asyncio.Event, tasks: list[asyncio.Task[None]]
-) -> BaseException | None:
-    """Wait for `stop` or for a background task to end; return the failure if one ended."""
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-    stopper.cancel()
-    for task in done:
-        if task is not stopper:
-            error = task.exception()
-            log.error("background_task_ended", task=task.get_name(), error=repr(error))
-            return error or RuntimeError(f"{task.get_name()} ended unexpectedly")
-    return None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,16 +113,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "token":
         print_token(args.expires_in)
         return
-    try:
-        if args.command == "migrate":
-            database_url = env_str("DATABASE_URL")
-        else:
-            settings = Settings.from_env()
-    except SettingsError as exc:
-        raise SystemExit(f"{SERVICE}: {exc}") from None
     if args.command == "migrate":
-        configure(SERVICE)
+        try:
+            database_url = env_str("DATABASE_URL")
+            configure(SERVICE)
+        except SettingsError as exc:
+            raise SystemExit(f"{SERVICE}: {exc}") from None
         applied = asyncio.run(migrate_database(database_url))
         log.info("migrated", applied=applied)
         return
-    run_service(SERVICE, lambda stop: serve(settings, stop))
+    run_service(SERVICE_CONTROL_API, Settings.from_env, serve)

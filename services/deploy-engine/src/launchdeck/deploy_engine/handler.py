@@ -22,11 +22,11 @@ from nats.js.errors import BadObjectMetaError, DigestMismatchError, ObjectNotFou
 
 from launchdeck.contracts.codec import encode
 from launchdeck.contracts.messages import (
-    DeploymentStatus,
     DeploymentStatusChanged,
     DeployRequested,
     UndeployRequested,
 )
+from launchdeck.contracts.statuses import DeploymentStatus
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, deployment_event_subject
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
 from launchdeck.deploy_engine.extract import Limits, ReleaseArchiveError, extract_release

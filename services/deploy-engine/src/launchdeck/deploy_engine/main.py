@@ -1,15 +1,16 @@
 """deploy-engine entry point.
 
-Start-up: NATS (+ JetStream provisioning) → Caddy (ours, started or reused, or the configured
-one) → the `launchdeck` server → reconcile (every active release and preview is routed again,
-so a restart serves everything without a rebuild) → micro registration, health HTTP server and
-the DEPLOYS consumer. On SIGTERM in-flight deploys are handed back; Caddy is left running.
+Start-up, inside the common skeleton (`libs.service`): NATS (+ JetStream provisioning) → Caddy
+(ours, started or reused, or the configured one) → the `launchdeck` server → reconcile (every
+active release and preview is routed again, so a restart serves everything without a rebuild) →
+micro registration, health HTTP server and the DEPLOYS consumer. A stop during start-up cancels
+it wherever it waits; once running, in-flight deploys are handed back on SIGTERM. Caddy is left
+running.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import aiohttp
 from aiohttp import web
@@ -24,12 +25,10 @@ from launchdeck.deploy_engine.health import make_app
 from launchdeck.deploy_engine.releases import ReleaseStore
 from launchdeck.deploy_engine.settings import Settings
 from launchdeck.deploy_engine.sites import Sites, reconcile
-from launchdeck.libs import micro
-from launchdeck.libs.jetstream import connect, disconnect, provision
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.outage import Outage
-from launchdeck.libs.runner import run_service, run_until_stopped
+from launchdeck.libs.service import Service, run_service
 
 log = get_logger(__name__)
 
@@ -68,17 +67,14 @@ async def watch_edge(settings: Settings, sites: Sites) -> None:
             outage.over()
 
 
-async def serve(stop: asyncio.Event) -> None:
-    settings = Settings.from_env()
+async def serve(service: Service[Settings]) -> None:
+    settings, js = service.settings, service.js
     store = ReleaseStore(settings.releases_dir)
     store.root.mkdir(parents=True, exist_ok=True)
     store.clean_leftovers()
-    nc = await connect(settings.nats_url, name=s.SERVICE_DEPLOY_ENGINE)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
     admin: CaddyAdmin | None = None
     try:
-        js = nc.jetstream()
-        await provision(js)
         admin = await start_edge(settings)
         sites = Sites(admin, store, settings.base_domain)
         await reconcile(sites)
@@ -92,9 +88,7 @@ async def serve(stop: asyncio.Event) -> None:
             limits=settings.limits,
             keep_releases=settings.keep_releases,
         )
-        service = await micro.register(
-            nc, s.SERVICE_DEPLOY_ENGINE, "Releases, activation and the Caddy edge", handler.status
-        )
+        await service.register("Releases, activation and the Caddy edge", handler.status)
         runner = web.AppRunner(make_app(store, sites, probe))
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
@@ -117,27 +111,27 @@ async def serve(stop: asyncio.Event) -> None:
             health_port=settings.port,
         )
         try:
-            await run_until_stopped(
-                stop,
+            await service.run_until_stopped(
                 asyncio.create_task(
-                    consume(js, spec, handler.handle_deploy, concurrency=settings.concurrency)
+                    consume(js, spec, handler.handle_deploy, concurrency=settings.concurrency),
+                    name="deploy-jobs",
                 ),
-                asyncio.create_task(consume(js, undeploy_spec, handler.handle_undeploy)),
-                asyncio.create_task(watch_edge(settings, sites)),
+                asyncio.create_task(
+                    consume(js, undeploy_spec, handler.handle_undeploy), name="undeploy-jobs"
+                ),
+                asyncio.create_task(watch_edge(settings, sites), name="edge-watch"),
             )
         finally:
-            with contextlib.suppress(Exception):
-                await service.stop()
+            await service.close_micro()
             await runner.cleanup()
     finally:
         await http.close()
         if admin is not None:
             await admin.close()
-        await disconnect(nc)
 
 
 def main() -> None:
-    run_service("deploy-engine", serve)
+    run_service(s.SERVICE_DEPLOY_ENGINE, Settings.from_env, serve)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from launchdeck.contracts.messages import BUILD_TERMINAL, Artifact
-from launchdeck.control_api.models import Build, from_record
+from launchdeck.contracts.messages import Artifact
+from launchdeck.contracts.statuses import BUILD_FINISHED
+from launchdeck.control_api.store.records import Build, from_record
 
 COLUMNS = ", ".join(Build.__struct_fields__)
 
@@ -136,6 +137,6 @@ async def finished_without_log(conn: Any, *, min_age_s: float, limit: int) -> li
             LIMIT $2""",
         min_age_s,
         limit,
-        sorted(BUILD_TERMINAL),
+        sorted(BUILD_FINISHED),
     )
     return [from_record(Build, r) for r in rows]

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from launchdeck.control_api.models import Deployment, from_record
+from launchdeck.control_api.store.records import Deployment, from_record
 
 COLUMNS = ", ".join(Deployment.__struct_fields__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from launchdeck.control_api.models import Project, from_record
+from launchdeck.control_api.store.records import Project, from_record
 
 COLUMNS = ", ".join(Project.__struct_fields__)
 

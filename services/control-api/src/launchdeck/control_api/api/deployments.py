@@ -1,0 +1,75 @@
+"""HTTP handlers of deployments: history, detail, deploy a build, roll back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from launchdeck.contracts.api import DeploymentCreate
+from launchdeck.control_api.api.auth import require_scope
+from launchdeck.control_api.api.json_io import json_response, read_json
+from launchdeck.control_api.api.keys import POOL
+from launchdeck.control_api.api.pagination import (
+    decode_time_id_cursor,
+    encode_cursor,
+    page_request,
+    paginate,
+)
+from launchdeck.control_api.api.present import deployment_out
+from launchdeck.control_api.api.projects import load_project
+from launchdeck.control_api.domain import deployments as deployments_service
+from launchdeck.control_api.domain.errors import NotFound
+from launchdeck.control_api.domain.projects import parse_uuid
+from launchdeck.control_api.store import deployments
+from launchdeck.control_api.store.records import Deployment
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    project = await load_project(request, "read")
+    page = page_request(request)
+    before = decode_time_id_cursor(page.cursor) if page.cursor else None
+    async with request.app[POOL].acquire() as conn:
+        rows = await deployments.list_page(conn, project.id, limit=page.limit + 1, before=before)
+    return json_response(
+        paginate(rows, page.limit, lambda d: encode_cursor(d.created_at, d.id), deployment_out)
+    )
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    raw_id = request.match_info["id"]
+    deployment_id = parse_uuid(raw_id)
+    async with request.app[POOL].acquire() as conn:
+        deployment = await deployments.get(conn, deployment_id) if deployment_id else None
+    if deployment is None:
+        raise NotFound(f"no deployment {raw_id!r}")
+    require_scope(request, deployment.project_id, "read", not_found=f"no deployment {raw_id!r}")
+    return json_response(deployment_out(deployment))
+
+
+async def create_deployment(request: web.Request) -> web.Response:
+    project = await load_project(request, "deploy")
+    body = await read_json(request, DeploymentCreate)
+    async with request.app[POOL].acquire() as conn:
+        deployment = await deployments_service.deploy_build(
+            conn, project, body.build_id, body.environment
+        )
+    return _accepted(deployment)
+
+
+async def rollback(request: web.Request) -> web.Response:
+    project = await load_project(request, "deploy")
+    async with request.app[POOL].acquire() as conn:
+        deployment = await deployments_service.rollback(conn, project)
+    return _accepted(deployment)
+
+
+def _accepted(deployment: Deployment) -> web.Response:
+    response = json_response(deployment_out(deployment), status=202)
+    response.headers["Location"] = f"/api/v1/deployments/{deployment.id}"
+    return response
+
+
+def setup_deployment_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/projects/{id}/deployments", list_deployments)
+    app.router.add_post("/api/v1/projects/{id}/deployments", create_deployment)
+    app.router.add_post("/api/v1/projects/{id}/rollback", rollback)
+    app.router.add_get("/api/v1/deployments/{id}", get_deployment)

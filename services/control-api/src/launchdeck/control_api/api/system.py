@@ -1,0 +1,84 @@
+"""Probes and metrics: `/health` (liveness), `/ready` (Postgres and NATS), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from launchdeck.contracts.api import Health, Readiness
+from launchdeck.control_api.api.json_io import json_response
+from launchdeck.control_api.api.keys import JS, METRICS, NC, POOL
+from launchdeck.control_api.metrics import CONTENT_TYPE
+from launchdeck.control_api.store import builds, deployments, outbox, probe
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+READY_TIMEOUT_S = 2.0
+
+
+async def health(_request: web.Request) -> web.Response:
+    return json_response(Health())
+
+
+async def _check_postgres(request: web.Request) -> str | None:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            async with request.app[POOL].acquire() as conn:
+                await probe.ping(conn)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+async def _check_nats(request: web.Request) -> str | None:
+    if not request.app[NC].is_connected:
+        return "not connected"
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            await request.app[JS].account_info()  # JetStream answers, not only the server
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+async def ready(request: web.Request) -> web.Response:
+    postgres, nats = await asyncio.gather(_check_postgres(request), _check_nats(request))
+    checks = {"postgres": postgres or "ok", "nats": nats or "ok"}
+    if postgres or nats:
+        log.warning("not_ready", **checks)
+        return json_response(Readiness(status="unavailable", checks=checks), status=503)
+    return json_response(Readiness(status="ready", checks=checks))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    registry = request.app[METRICS]
+    async with request.app[POOL].acquire() as conn:
+        registry.set_state(
+            builds_by_status=await builds.count_by_status(conn),
+            deployments_by_status=await deployments.count_by_status(conn),
+            outbox_pending=await outbox.count_pending(conn),
+        )
+    return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def index(_request: web.Request) -> web.Response:
+    """What a person opening the API URL in a browser sees: where things are."""
+    return json_response(
+        {
+            "name": "launchdeck",
+            "api": "/api/v1",
+            "health": "/health",
+            "ready": "/ready",
+            "metrics": "/metrics",
+            "auth": "Authorization: Bearer <token> (make dev prints an admin token)",
+        }
+    )
+
+
+def setup_system_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)

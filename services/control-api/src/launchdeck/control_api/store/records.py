@@ -1,0 +1,98 @@
+"""The control-api's records as stored in Postgres (one row → one frozen Struct).
+
+Storage modules return these; `api.present` decides what of them the HTTP API shows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+from launchdeck.contracts.messages import Artifact, BuildConfig
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
+
+# What triggered a build (later also webhook, schedule, generation) and a deployment:
+# its build's success (auto-deploy), `POST …/deployments`, or `POST …/rollback`.
+BuildTrigger = str
+DeploymentTrigger = Literal["build", "api", "rollback"]
+
+
+class Project(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    name: str
+    repo_url: str
+    branch: str
+    build_config: dict[str, Any]
+    domains: list[str]
+    webhook_secret: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def config(self) -> BuildConfig:
+        return msgspec.convert(self.build_config, BuildConfig)
+
+
+class Build(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    number: int
+    ref: str
+    commit_sha: str | None
+    commit_message: str | None
+    trigger: BuildTrigger
+    status: BuildStatus
+    step: str | None
+    error: str | None
+    attempt: int
+    deploy: bool
+    environment: Environment
+    artifact_key: str | None
+    artifact_sha256: str | None
+    artifact_size: int | None
+    artifact_kind: str | None
+    start_command: str | None
+    health_path: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deployment_id: uuid.UUID | None
+
+    @property
+    def artifact(self) -> Artifact | None:
+        if self.artifact_key is None or self.artifact_sha256 is None or self.artifact_size is None:
+            return None
+        return Artifact(
+            key=self.artifact_key,
+            sha256=self.artifact_sha256,
+            size=self.artifact_size,
+            kind="process" if self.artifact_kind == "process" else "static",
+            start_command=self.start_command,
+            health_path=self.health_path,
+        )
+
+
+class Deployment(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    build_id: uuid.UUID
+    environment: Environment
+    status: DeploymentStatus
+    url: str | None
+    error: str | None
+    trigger: DeploymentTrigger
+    previous_deployment_id: uuid.UUID | None
+    created_at: datetime
+    activated_at: datetime | None
+    updated_at: datetime
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def from_record(type_: type[S], record: Any) -> S:
+    """Build a Struct from an asyncpg Record (columns matched by name)."""
+    return type_(**{name: record[name] for name in type_.__struct_fields__})

@@ -1,0 +1,257 @@
+"""What a WebSocket carries: a build's log pumped into an outbox, and the channels of the
+multiplexed socket (`build:<id>:logs`, `project:<id>:events`, `generation:<id>`).
+
+Every log subscription has its own ordered consumer (`logstream`), so it never waits for other
+viewers; events come from core NATS subscriptions whose callbacks only `offer` frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+
+import asyncpg
+import msgspec
+import nats.errors
+from aiohttp import web
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusChanged
+from launchdeck.contracts.subjects import (
+    SUBJECT_BUILD_EVENTS_PREFIX,
+    generation_event_subject,
+    project_events_filter,
+)
+from launchdeck.contracts.ws import (
+    EndFrame,
+    ErrorFrame,
+    EventFrame,
+    EventKind,
+    LogFrame,
+    Subscribe,
+    SubscribedFrame,
+    Unsubscribe,
+    UnsubscribedFrame,
+    encode_frame,
+)
+from launchdeck.control_api.api.auth import require_scope
+from launchdeck.control_api.api.builds import load_build
+from launchdeck.control_api.api.keys import JS, NC, POOL
+from launchdeck.control_api.domain.errors import DomainError
+from launchdeck.control_api.domain.projects import resolve_project
+from launchdeck.control_api.logs.source import build_log_chunks
+from launchdeck.control_api.logs.stream import LogChunk
+from launchdeck.control_api.ws.connection import Outbox, cancel_task
+from launchdeck.control_api.ws.protocol import (
+    BadRequest,
+    BuildLogsChannel,
+    GenerationChannel,
+    ProjectEventsChannel,
+    decode_client_message,
+    parse_channel,
+)
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+# --- a build's log into an outbox ------------------------------------------------------------
+
+
+async def pump_log(
+    outbox: Outbox, chunks: AsyncGenerator[LogChunk, None], build_id: str, channel: str | None
+) -> bool:
+    """Offer every line then the end frame; False when the outbox closed first (too slow)."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            for line in chunk.lines:
+                frame = LogFrame(
+                    build_id=build_id,
+                    seq=line.seq,
+                    ts=line.ts,
+                    stream=line.stream,
+                    line=line.line,
+                    channel=channel,
+                )
+                if not outbox.offer(encode_frame(frame)):
+                    return False
+                # This viewer's own consumer can wait: pause rather than overflow a reader
+                # that is only a little behind (one that takes nothing is closed with 1013).
+                if outbox.backlog >= outbox.limit // 2 and not await outbox.wait_for_room():
+                    return False
+            if chunk.end is not None:
+                end = EndFrame(build_id=build_id, status=chunk.end.status, channel=channel)
+                return outbox.offer(encode_frame(end))
+            await asyncio.sleep(0)  # one batch at a time: the writer and other sockets run
+    return True
+
+
+# --- the multiplexed socket ---------------------------------------------------------------------
+
+
+class _Subscription:
+    """What one channel holds open: a pump task and/or core NATS subscriptions."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.nats: list[Subscription] = []
+
+    async def close(self) -> None:
+        if self.task is not None:
+            await cancel_task(self.task)
+        for sub in self.nats:
+            with contextlib.suppress(nats.errors.Error):
+                await sub.unsubscribe()
+
+
+class MuxSession:
+    """The channels of one multiplexed socket, driven by the client's text messages."""
+
+    def __init__(self, request: web.Request, outbox: Outbox) -> None:
+        self._request = request
+        self._app = request.app
+        self._outbox = outbox
+        self._channels: dict[str, _Subscription] = {}
+
+    async def on_text(self, text: str) -> None:
+        """Act on one client message; whatever goes wrong is an error frame, never a close."""
+        try:
+            message = decode_client_message(text)
+            match message:
+                case Subscribe():
+                    await self._subscribe(message)
+                case Unsubscribe():
+                    await self._unsubscribe(message.channel)
+        except BadRequest as exc:
+            self._send(ErrorFrame(message=str(exc), channel=_channel_of(text)))
+        except DomainError as exc:  # not found, or not this token's project
+            self._send(ErrorFrame(message=exc.detail, channel=_channel_of(text)))
+        except Exception:
+            log.exception("ws_request_failed")
+            self._send(ErrorFrame(message="internal error, try again", channel=_channel_of(text)))
+
+    async def close(self) -> None:
+        channels = list(self._channels.values())
+        self._channels.clear()
+        for sub in channels:
+            await sub.close()
+
+    def _send(self, frame: ErrorFrame | SubscribedFrame | UnsubscribedFrame) -> None:
+        self._outbox.offer(encode_frame(frame))
+
+    async def _subscribe(self, request: Subscribe) -> None:
+        name = request.channel
+        channel = parse_channel(name)
+        if name in self._channels:
+            raise BadRequest(f"already subscribed to {name!r}")
+        sub = _Subscription()
+        match channel:
+            case BuildLogsChannel(build_id=build_id):
+                await self._subscribe_build_logs(sub, name, build_id, request.from_seq)
+            case ProjectEventsChannel(project=project):
+                await self._subscribe_project_events(sub, name, project)
+            case GenerationChannel(job_id=job_id):
+                await self._subscribe_generation(sub, name, job_id)
+        self._channels[name] = sub
+        # Queued before the pump task first runs, so `subscribed` precedes the channel's lines.
+        self._send(SubscribedFrame(channel=name))
+        if sub.task is not None:
+            sub.task.add_done_callback(lambda _: self._forget(name, sub))
+
+    def _forget(self, name: str, sub: _Subscription) -> None:
+        if self._channels.get(name) is sub:
+            del self._channels[name]
+
+    async def _unsubscribe(self, name: str) -> None:
+        sub = self._channels.pop(name, None)
+        if sub is None:
+            raise BadRequest(f"not subscribed to {name!r}")
+        await sub.close()
+        self._send(UnsubscribedFrame(channel=name))
+
+    async def _subscribe_build_logs(
+        self, sub: _Subscription, name: str, build_id: str, from_seq: int
+    ) -> None:
+        pool, js = self._app[POOL], self._app[JS]
+        build = await load_build(self._request, build_id)
+        chunks = build_log_chunks(pool, js, build, from_seq=from_seq, follow=True)
+
+        async def pump() -> None:
+            try:
+                await pump_log(self._outbox, chunks, build_id, channel=name)
+            except Exception:
+                log.exception("ws_log_stream_failed", build_id=build_id)
+                message = "reading the log failed: subscribe again with from_seq"
+                self._send(ErrorFrame(message=message, channel=name))
+
+        sub.task = asyncio.create_task(pump())
+
+    async def _subscribe_project_events(self, sub: _Subscription, name: str, project: str) -> None:
+        project_id = await _resolve_project(self._app[POOL], project)
+        require_scope(self._request, project_id, "read", not_found=f"no project {project!r}")
+        outbox = self._outbox
+
+        async def forward(msg: Msg) -> None:
+            kind: EventKind
+            type_: type[BuildStatusChanged | DeploymentStatusChanged]
+            if msg.subject.startswith(f"{SUBJECT_BUILD_EVENTS_PREFIX}."):
+                kind, type_ = "build", BuildStatusChanged
+            else:
+                kind, type_ = "deployment", DeploymentStatusChanged
+            try:
+                msgspec.json.decode(msg.data, type=type_)
+            except msgspec.DecodeError as exc:
+                log.warning("event_undecodable", subject=msg.subject, error=str(exc))
+                return
+            # Forwarded as published: fields newer than this reader reach the client too.
+            event = EventFrame(channel=name, kind=kind, event=msgspec.Raw(msg.data))
+            outbox.offer(encode_frame(event))
+
+        await self._subscribe_core(sub, project_events_filter(str(project_id)), forward)
+
+    async def _subscribe_generation(self, sub: _Subscription, name: str, job_id: str) -> None:
+        # Generation jobs get their table, and this channel its scope check, with the generator.
+        outbox = self._outbox
+
+        async def forward(msg: Msg) -> None:
+            try:
+                msgspec.json.decode(msg.data)
+            except msgspec.DecodeError:
+                log.warning("event_undecodable", subject=msg.subject)
+                return
+            event = EventFrame(channel=name, kind="generation", event=msgspec.Raw(msg.data))
+            outbox.offer(encode_frame(event))
+
+        await self._subscribe_core(sub, [generation_event_subject(job_id)], forward)
+
+    async def _subscribe_core(
+        self, sub: _Subscription, subjects: list[str], forward: Callable[[Msg], Awaitable[None]]
+    ) -> None:
+        nc = self._app[NC]
+        try:
+            for subject in subjects:
+                sub.nats.append(await nc.subscribe(subject, cb=forward))
+            # Once the server has the interest, `subscribed` promises no later event is missed.
+            await nc.flush()
+        except BaseException:
+            await sub.close()
+            raise
+
+
+async def _resolve_project(pool: asyncpg.Pool, id_or_name: str) -> uuid.UUID:
+    async with pool.acquire() as conn:
+        project = await resolve_project(conn, id_or_name)
+    return project.id
+
+
+def _channel_of(text: str) -> str | None:
+    """The `channel` of a rejected message, if it has one, so the error can name it."""
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+    channel = value.get("channel") if isinstance(value, dict) else None
+    return channel if isinstance(channel, str) else None

@@ -1,0 +1,86 @@
+"""WebSocket endpoints (SPEC §4); the protocol is `launchdeck.contracts.ws`.
+
+`GET /api/v1/builds/{id}/logs/ws[?from_seq=N]`: one build's log, replay then live, then `end`
+and a normal close (1000). `GET /api/v1/ws`: several channels over one socket (build logs,
+project events, generation progress), subscribed and unsubscribed by client messages.
+
+Each socket has its own `Outbox` (bounded backlog, one writer task); a viewer cut off as too slow
+(1013) or by a failure (1011) reconnects with `from_seq` = its last seq + 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import WSCloseCode, web
+
+from launchdeck.control_api.api.builds import load_build
+from launchdeck.control_api.api.keys import JS, METRICS, POOL, SETTINGS
+from launchdeck.control_api.api.query import query_int
+from launchdeck.control_api.logs.source import build_log_chunks
+from launchdeck.control_api.ws.channels import MuxSession, pump_log
+from launchdeck.control_api.ws.connection import OutboxRegistry, cancel_task, new_websocket, serve
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+WS_OUTBOXES = web.AppKey("ws_outboxes", OutboxRegistry)
+
+STREAM_FAILED_REASON = b"reading the log failed: reconnect with from_seq"
+
+
+async def build_log_ws(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    pool, js = app[POOL], app[JS]
+    build = await load_build(request, request.match_info["id"])
+    from_seq = query_int(request, "from_seq", default=1, minimum=1)
+
+    ws = new_websocket()
+    await ws.prepare(request)
+    async with app[WS_OUTBOXES].open(request, ws, app[SETTINGS].ws_queue_size) as outbox:
+
+        async def produce() -> None:
+            chunks = build_log_chunks(pool, js, build, from_seq=from_seq, follow=True)
+            try:
+                complete = await pump_log(outbox, chunks, str(build.id), channel=None)
+            except Exception:
+                log.exception("ws_log_stream_failed", build_id=str(build.id))
+                outbox.close_now(WSCloseCode.INTERNAL_ERROR, STREAM_FAILED_REASON)
+                return
+            if complete:
+                outbox.finish()  # after `end`: a normal close
+
+        producer = asyncio.create_task(produce())
+        try:
+            await serve(ws, outbox, on_text=None)  # nothing is expected from this viewer
+        finally:
+            await cancel_task(producer)
+    return ws
+
+
+async def mux_ws(request: web.Request) -> web.WebSocketResponse:
+    app = request.app
+    ws = new_websocket()
+    await ws.prepare(request)
+    async with app[WS_OUTBOXES].open(request, ws, app[SETTINGS].ws_queue_size) as outbox:
+        session = MuxSession(request, outbox)
+        try:
+            await serve(ws, outbox, session.on_text)
+        finally:
+            await session.close()
+    return ws
+
+
+async def _close_all(app: web.Application) -> None:
+    await app[WS_OUTBOXES].close_all()
+
+
+def setup_ws_routes(app: web.Application) -> None:
+    """Register `/api/v1/builds/{id}/logs/ws` and `/api/v1/ws`; close every socket on shutdown."""
+    metrics = app[METRICS]
+    registry = OutboxRegistry(on_slow_close=metrics.count_websocket_slow_close)
+    metrics.watch_open_websockets(lambda: registry.open_count)
+    app[WS_OUTBOXES] = registry
+    app.router.add_get("/api/v1/builds/{id}/logs/ws", build_log_ws)
+    app.router.add_get("/api/v1/ws", mux_ws)
+    app.on_shutdown.append(_close_all)

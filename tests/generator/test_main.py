@@ -1,0 +1,56 @@
+"""The generator as a process: started before NATS, it waits, then comes up when NATS does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from launchdeck.contracts.subjects import SERVICE_GENERATOR
+from launchdeck.devservers import NatsServer, free_port, start_nats
+from launchdeck.libs.jetstream import connect
+from tests.service_process import ServiceProcess, service_env
+
+
+@pytest.fixture
+def generator(tmp_path: Path) -> Iterator[ServiceProcess]:
+    port = free_port()
+    env = service_env("generator", tmp_path / "state", NATS_URL=f"nats://127.0.0.1:{port}")
+    process = ServiceProcess("generator", env, tmp_path / "generator.log")
+    yield process
+    process.kill()
+
+
+async def test_starts_before_nats_and_comes_up_once_nats_does(
+    generator: ServiceProcess, tmp_path: Path
+) -> None:
+    """Started with NATS not up yet, the generator waits (one outage_began), connects when the
+    server appears (one outage_ended), provisions, registers its micro endpoint and answers
+    PING; SIGTERM then stops it with exit code 0."""
+    url = generator.env["NATS_URL"]
+    generator.start()
+    await generator.wait_for("outage_began", what="NATS", url=url)
+
+    server: NatsServer = await asyncio.to_thread(
+        start_nats, tmp_path / "nats", int(url.rsplit(":", 1)[1]), tmp_path / "nats.log"
+    )
+    try:
+        await generator.wait_for("generator_ready")
+        nc = await connect(url, name="test-generator-ping")
+        try:
+            reply = await nc.request(f"$SRV.PING.{SERVICE_GENERATOR}", b"", timeout=5)
+            assert json.loads(reply.data)["name"] == SERVICE_GENERATOR
+        finally:
+            await nc.close()
+        assert await asyncio.to_thread(generator.stop, signal.SIGTERM) == 0, generator.output
+    finally:
+        await asyncio.to_thread(server.stop)
+    events = [e["event"] for e in generator.events()]
+    assert events.count("outage_began") == 1
+    assert events.count("outage_ended") == 1
+    assert events.index("outage_ended") < events.index("generator_ready")
+    assert events[-1] == "service_stopped"
