@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 from nats.js import JetStreamContext
 
+from launchdeck.contracts.subjects import STREAM_LOGS
 from launchdeck.control_api.app import create_app
-from launchdeck.libs.jetstream import connect
+from launchdeck.devservers import free_port
+from launchdeck.libs.jetstream import connect, disconnect, provision
 from tests.control_api.log_support import ADMIN
 from tests.control_api.support import Api, make_settings, unique
+from tests.libs.support import RestartableNats
 from tests.polling import eventually
 
 
@@ -22,7 +28,14 @@ async def test_health_and_ready(api: Api) -> None:
     assert (health.status, health.body) == (200, {"status": "ok"})
     ready = await api.call("GET", "/ready")
     assert ready.status == 200
-    assert ready.body["checks"] == {"postgres": "ok", "nats": "ok"}
+    assert ready.body["checks"] == {
+        "postgres": "ok",
+        "nats": "ok",
+        "stream EVENTS": "ok",
+        "stream LOGS": "ok",
+        "stream BUILDS": "ok",
+        "stream DEPLOYS": "ok",
+    }
 
 
 async def test_index_points_to_the_api_without_a_token(api: Api) -> None:
@@ -114,3 +127,77 @@ async def test_metrics_count_open_websockets(api: Api) -> None:
         return await gauge() == "0"
 
     await eventually("closed sockets no longer counted", none_counted)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_nats(tmp_path: Path) -> AsyncIterator[RestartableNats]:
+    """A NATS server of this test's own (it breaks it), provisioned like the session's."""
+    server = RestartableNats(tmp_path / "nats", free_port(), tmp_path / "nats.log")
+    await server.astart()
+    try:
+        yield server
+    finally:
+        await server.astop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_api(
+    pool: asyncpg.Pool, database_url: str, own_nats: RestartableNats
+) -> AsyncIterator[tuple[Api, JetStreamContext]]:
+    nc = await connect(own_nats.url, name="launchdeck-tests-own")
+    js = nc.jetstream()
+    await provision(js)
+    app = create_app(
+        make_settings(database_url, own_nats.url), pool, nc, js, background_tasks=False
+    )
+    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield Api(client), js
+    finally:
+        await client.close()
+        await disconnect(nc)
+
+
+async def test_ready_names_a_stream_that_does_not_answer(
+    own_api: tuple[Api, JetStreamContext],
+) -> None:
+    """Connected is not enough: a stream the API uses that does not answer makes /ready 503,
+    naming it; the others still say ok."""
+    api, js = own_api
+    await js.delete_stream(STREAM_LOGS)
+    try:
+        ready = await api.call("GET", "/ready", token="")
+        assert ready.status == 503
+        assert ready.body["checks"]["nats"] == "ok"
+        assert ready.body["checks"]["stream LOGS"] != "ok"
+        assert ready.body["checks"]["stream EVENTS"] == "ok"
+    finally:
+        await provision(js)
+    assert (await api.call("GET", "/ready", token="")).status == 200
+
+
+async def test_log_endpoint_is_503_with_retry_after_while_nats_is_away(
+    own_api: tuple[Api, JetStreamContext], own_nats: RestartableNats
+) -> None:
+    """The log of a running build comes from the LOGS stream: with NATS away the answer is a
+    503 problem with Retry-After (never a 500), and the log is served again once NATS is back."""
+    api, _ = own_api
+    project = await api.create_project(unique("outage"))
+    build = (await api.call("POST", f"/api/v1/projects/{project['id']}/builds", {})).body
+    path = f"/api/v1/builds/{build['id']}/logs"
+    assert (await api.call("GET", path)).status == 200
+    await own_nats.astop()
+    try:
+        away = await api.call("GET", path)
+        assert away.status == 503, away.body
+        assert away.content_type.startswith("application/problem+json")
+        assert int(away.headers["Retry-After"]) > 0
+        assert (await api.call("GET", "/ready", token="")).status == 503
+    finally:
+        await own_nats.astart()
+
+    async def served() -> bool:
+        return (await api.call("GET", path)).status == 200
+
+    await eventually("the log served again", served, timeout_s=20)

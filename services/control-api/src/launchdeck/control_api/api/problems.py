@@ -2,8 +2,10 @@
 
 Whatever a handler raises leaves as a problem document: domain errors with their status,
 aiohttp's HTTP exceptions (unknown route 404, wrong method 405, body too large 413) with theirs,
-malformed JSON as 400, a body that does not fit the request type as 422 naming the field, and
-anything unexpected as a bare 500 whose details go to the log only, never to the client.
+malformed JSON as 400, a body that does not fit the request type as 422 naming the field, a
+dependency that does not answer (NATS, a stream electing a leader, PostgreSQL) as 503 with
+`Retry-After`, and anything unexpected as a bare 500 whose details go to the log only, never to
+the client.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import asyncio
 import re
 from collections.abc import Mapping
 
+import asyncpg
 import msgspec
+import nats.errors
+import nats.js.errors
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -21,6 +26,24 @@ from launchdeck.control_api.domain.errors import DomainError, FieldError, Invali
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
+
+# A dependency that is away for now (the request itself may be fine): 503, try again later.
+# nats-py raises these while reconnecting or when a stream has no leader (no responders, 503,
+# or no answer in time); asyncpg and the socket layer when Postgres is unreachable.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.js.errors.ServiceUnavailableError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+RETRY_AFTER_S = 5
 
 _encoder = msgspec.json.Encoder()
 
@@ -126,6 +149,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return problem_response(400, "Bad Request", f"malformed JSON: {exc}")
     except asyncio.CancelledError:
         raise
+    except UNAVAILABLE_ERRORS as exc:
+        log.warning("request_dependency_unavailable", path=request.path, error=repr(exc))
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "a service the API depends on (NATS or PostgreSQL) did not answer; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     except Exception:
         log.exception("request_failed", method=request.method, path=request.path)
         return problem_response(500, "Internal Server Error", "an unexpected error occurred")

@@ -1,4 +1,5 @@
-"""Probes and metrics: `/health` (liveness), `/ready` (Postgres and NATS), `/metrics`."""
+"""Probes and metrics: `/health` (liveness), `/ready` (Postgres, NATS and the streams used),
+`/metrics`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from aiohttp import web
 
 from launchdeck.contracts.api import Health, Readiness
+from launchdeck.contracts.subjects import STREAM_BUILDS, STREAM_DEPLOYS, STREAM_EVENTS, STREAM_LOGS
 from launchdeck.control_api.api.json_io import json_response
 from launchdeck.control_api.api.keys import JS, METRICS, NC, POOL
 from launchdeck.control_api.metrics import CONTENT_TYPE
@@ -16,6 +18,8 @@ from launchdeck.libs.logging import get_logger
 log = get_logger(__name__)
 
 READY_TIMEOUT_S = 2.0
+# The streams this service reads or writes: events in, logs read, commands out (the outbox).
+USED_STREAMS = (STREAM_EVENTS, STREAM_LOGS, STREAM_BUILDS, STREAM_DEPLOYS)
 
 
 async def health(_request: web.Request) -> web.Response:
@@ -35,18 +39,33 @@ async def _check_postgres(request: web.Request) -> str | None:
 async def _check_nats(request: web.Request) -> str | None:
     if not request.app[NC].is_connected:
         return "not connected"
+    return None
+
+
+async def _check_stream(request: web.Request, stream: str) -> str | None:
+    """The stream answers (it has a leader): a connected client is not enough, since on a
+    cluster a stream whose node died answers nothing until a new leader is elected."""
+    if not request.app[NC].is_connected:
+        return "NATS not connected"
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
-            await request.app[JS].account_info()  # JetStream answers, not only the server
+            await request.app[JS].stream_info(stream)
     except Exception as exc:
         return str(exc) or type(exc).__name__
     return None
 
 
 async def ready(request: web.Request) -> web.Response:
-    postgres, nats = await asyncio.gather(_check_postgres(request), _check_nats(request))
+    postgres, nats, *streams = await asyncio.gather(
+        _check_postgres(request),
+        _check_nats(request),
+        *(_check_stream(request, name) for name in USED_STREAMS),
+    )
     checks = {"postgres": postgres or "ok", "nats": nats or "ok"}
-    if postgres or nats:
+    checks.update(
+        {f"stream {name}": error or "ok" for name, error in zip(USED_STREAMS, streams, strict=True)}
+    )
+    if postgres or nats or any(streams):
         log.warning("not_ready", **checks)
         return json_response(Readiness(status="unavailable", checks=checks), status=503)
     return json_response(Readiness(status="ready", checks=checks))
