@@ -59,14 +59,3 @@ class Unauthorized(DomainError):
     title = "Unauthorized"
     headers = {"WWW-Authenticate": 'Bearer realm="launchdeck"'}
 
-
-class Unavailable(DomainError):
-    """A dependency (NATS, a stream without a leader, Postgres) does not answer right now: the
-    request is fine and worth repeating after `Retry-After` seconds."""
-
-    status = 503
-    title = "Service Unavailable"
-
-    def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after_s)}
