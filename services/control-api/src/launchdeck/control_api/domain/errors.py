@@ -58,4 +58,3 @@ class Unauthorized(DomainError):
     status = 401
     title = "Unauthorized"
     headers = {"WWW-Authenticate": 'Bearer realm="launchdeck"'}
-
