@@ -49,18 +49,20 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 @asynccontextmanager
-async def running_platform() -> AsyncIterator[Dev]:
+async def running_platform(env: dict[str, str] | None = None) -> AsyncIterator[Dev]:
+    """The platform, on its own embedded servers unless `env` names some (`NATS_URL`, …)."""
     with scratch("launchdeck-bench-") as state_dir:
-        async with _platform_in(state_dir) as dev:
+        async with _platform_in(state_dir, env or {}) as dev:
             yield dev
 
 
 @asynccontextmanager
-async def _platform_in(state_dir: Path) -> AsyncIterator[Dev]:
+async def _platform_in(state_dir: Path, extra_env: dict[str, str]) -> AsyncIterator[Dev]:
     env = {
         **os.environ,
         "LAUNCHDECK_STATE_DIR": str(state_dir),
         "LAUNCHDECK_LOG_LEVEL": os.environ.get("LAUNCHDECK_LOG_LEVEL", "warning"),
+        **extra_env,
     }
     log = open(state_dir / "dev.log", "wb")  # noqa: SIM115, ASYNC230 (start-up, once)
     proc = subprocess.Popen(  # noqa: ASYNC220 (start-up, once)
@@ -73,21 +75,18 @@ async def _platform_in(state_dir: Path) -> AsyncIterator[Dev]:
     try:
         dev_json = state_dir / "dev.json"
         deadline = time.monotonic() + 120
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError((state_dir / "dev.log").read_text()[-3000:])
-                if time.monotonic() > deadline:
-                    raise TimeoutError("platform did not start")
-                if dev_json.exists():
+        info: dict[str, Any] = {}
+        while not info.get("ready"):  # dev.json says so once every service answers
+            if proc.poll() is not None:
+                raise RuntimeError((state_dir / "dev.log").read_text()[-3000:])
+            if time.monotonic() > deadline:
+                raise TimeoutError("platform did not start")
+            await asyncio.sleep(0.2)
+            if dev_json.exists():
+                try:
                     info = json.loads(dev_json.read_text())
-                    try:
-                        async with session.get(info["api_url"] + "/ready") as resp:
-                            if resp.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                await asyncio.sleep(0.2)
+                except ValueError:  # being written
+                    info = {}
         yield Dev(
             api_url=info["api_url"],
             edge_url=info["edge_url"],
@@ -124,6 +123,16 @@ def git(repo: Path, *args: str) -> None:
         "GIT_COMMITTER_EMAIL": "bench@launchdeck.invalid",
     }
     subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+def script_repo(repo: Path, name: str, script: str) -> Path:
+    """A git repository (branch main) holding one build script, committed once."""
+    repo.mkdir()
+    (repo / name).write_text(script)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", f"bench: {name}")
+    return repo
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -26,7 +26,7 @@ if not __package__:
     # repository root, so the `bench` package (its _platform) needs the root added.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._platform import api, git, median, percentile, running_platform, scratch
+from bench._platform import api, median, percentile, running_platform, scratch, script_repo
 
 SCRIPT = """\
 import os, sys, time
@@ -81,16 +81,7 @@ async def baseline(nats_url: str, lines: int, rate: float) -> tuple[list[float],
 
 async def run(lines: int, rate: float) -> None:
     with scratch("launchdeck-bench-logs-") as tmp:
-        await measure(make_repo(tmp / "repo"), lines, rate)
-
-
-def make_repo(repo: Path) -> Path:
-    repo.mkdir()
-    (repo / "gen.py").write_text(SCRIPT)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "log bench")
-    return repo
+        await measure(script_repo(tmp / "repo", "gen.py", SCRIPT), lines, rate)
 
 
 async def measure(repo: Path, lines: int, rate: float) -> None:

@@ -2,7 +2,8 @@
 
 The servers start once per session from the pip-installed binaries (or come from
 `LAUNCHDECK_TEST_NATS_URL` / `LAUNCHDECK_TEST_DATABASE_URL`); each test module gets a fresh,
-migrated database.
+migrated database. NATS clusters (3 JetStream nodes of the pip-installed server on free ports):
+`nats_cluster` per module, `make_nats_cluster` per test (helpers in tests/nats_cluster.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,19 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.devservers import start_nats, start_postgres, venv_binary, with_database
+from launchdeck.devservers import (
+    NatsCluster,
+    free_port,
+    start_nats,
+    start_nats_cluster,
+    start_postgres,
+    venv_binary,
+    with_database,
+)
 from launchdeck.libs import db
 from launchdeck.libs.jetstream import connect, provision
+from tests.libs.support import RestartableNats
+from tests.nats_cluster import MakeNatsCluster
 from tests.support import GitRepoFactory, commit_files, git
 
 MIGRATIONS = (
@@ -45,6 +56,38 @@ def nats_url(servers_dir: Path) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A 3-node JetStream cluster shared by the tests of one module, formed (every node knows
+    the meta leader and sees the others) before the first test. Its URL for clients:
+    `nats_cluster.url` (every node, comma-separated). A test that kills, stops or restarts a
+    node must leave it running again, or use `make_nats_cluster` instead."""
+    base = tmp_path_factory.mktemp("nats-cluster")
+    cluster = start_nats_cluster(base / "nodes", 3, log_dir=base)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def make_nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeNatsCluster]:
+    """Factory: `make_nats_cluster(size=3, config="")` starts a fresh cluster of this test's own
+    (`config`: more configuration for every node, e.g. `authorization { … }`); every cluster it
+    made is stopped after the test, whatever the test did to its nodes."""
+    started: list[NatsCluster] = []
+
+    def make(size: int = 3, config: str = "") -> NatsCluster:
+        base = tmp_path_factory.mktemp("nats-cluster")
+        cluster = start_nats_cluster(base / "nodes", size, config=config, log_dir=base)
+        started.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in started:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -124,3 +167,26 @@ def make_git_repo(tmp_path: Path) -> GitRepoFactory:
 @pytest.fixture
 def git_repo(make_git_repo: GitRepoFactory) -> GitRepoFactory:
     return make_git_repo
+
+
+@pytest.fixture
+def restartable_nats(tmp_path: Path) -> Iterator[RestartableNats]:
+    """A NATS server (JetStream) of the test's own, on a fixed free port, that the test may stop
+    and start again (an operator restarting NATS); stopped after the test."""
+    nats = RestartableNats(tmp_path / "nats", free_port(), tmp_path / "nats.log")
+    nats.start()
+    try:
+        yield nats
+    finally:
+        nats.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_nc(restartable_nats: RestartableNats) -> AsyncIterator[Client]:
+    """A client of `restartable_nats`, closed after the test (it may already be)."""
+    client = await connect(restartable_nats.url, name="launchdeck-tests-own-nats")
+    try:
+        yield client
+    finally:
+        if not client.is_closed:
+            await client.close()

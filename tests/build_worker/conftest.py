@@ -1,4 +1,6 @@
-"""Fixtures for the build-worker tests: settings, commands and a worker bound to the test NATS."""
+"""Fixtures for the build-worker tests: settings, commands and a worker bound to the test NATS,
+and a NATS server of a test's own that it can stop and start again (`restartable_nats`, `own_js`).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launchdeck.build_worker.handler import BuildWorker
 from launchdeck.contracts.messages import BuildConfig, BuildRequested
+from launchdeck.libs.jetstream import provision
 from tests.build_worker.support import CommandFactory, make_settings
 
 
@@ -40,3 +45,11 @@ def command() -> CommandFactory:
         )
 
     return factory
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_js(own_nc: Client) -> JetStreamContext:
+    """JetStream on `restartable_nats`, provisioned like the platform's."""
+    js = own_nc.jetstream()
+    await provision(js)
+    return js

@@ -1,13 +1,21 @@
-"""The build log publisher: seq numbering, batching, masking, the size cap and the final batch."""
+"""The build log publisher: seq numbering, batching, masking, the size cap and the final batch;
+and with NATS away: the bounded buffer, the line explaining dropped lines, never waiting forever."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 import uuid
 
+import pytest
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.build_worker.logs import LogPublisher, make_masker, read_log_tail
-from tests.build_worker.streams import log_batches
+from launchdeck.build_worker.logs import LogPublisher, LogPublishError, make_masker, read_log_tail
+from tests.build_worker.streams import log_batches, log_lines
+from tests.libs.support import RestartableNats
+from tests.polling import eventually
 
 
 def test_masker_replaces_every_secret_value() -> None:
@@ -103,3 +111,67 @@ async def test_long_lines_are_truncated(js: JetStreamContext) -> None:
     (line,) = [line for b in await log_batches(js, build_id) for line in b.lines]
     assert line.line.endswith(" … [line truncated]")
     assert len(line.line) < 17_000
+
+
+async def test_lines_past_the_buffer_are_dropped_counted_and_explained_in_order(
+    restartable_nats: RestartableNats, own_nc: Client, own_js: JetStreamContext
+) -> None:
+    """NATS away, a buffer of 5 lines: 5 lines are held, the rest counted and dropped (no seq);
+    once NATS is back one system line, numbered in turn, says how many and why, exactly where
+    they are missing, and the log goes on after it without a hole in the numbering."""
+    build_id = str(uuid.uuid4())
+    logs = LogPublisher(
+        own_js, build_id, attempt=1, buffer_lines=5, deadline=lambda: time.monotonic() + 60
+    )
+    for i in range(3):
+        logs.write("stdout", f"before {i}")
+    await logs.flush()
+    await restartable_nats.astop()
+    await eventually("the client sees the server gone", lambda: not own_nc.is_connected)
+    for i in range(20):
+        logs.write("stdout", f"during {i}")
+    await asyncio.sleep(1.5)  # the outage itself (not a synchronisation): NATS stays away
+    await restartable_nats.astart()
+    await eventually("the gap is explained", lambda: _has_marker(own_js, build_id), timeout_s=20)
+    logs.write("stdout", "after")
+    await logs.close("succeeded")
+
+    lines = await log_lines(own_js, build_id)
+    assert [line.seq for line in lines] == list(range(1, len(lines) + 1))
+    text = [line.line for line in lines]
+    assert text[:8] == [f"before {i}" for i in range(3)] + [f"during {i}" for i in range(5)]
+    marker = lines[8]
+    assert marker.stream == "system"
+    assert re.fullmatch(
+        r"✂ 15 lines were not recorded: the log stream was unavailable for \d+s "
+        r"\(at most 5 unsent lines are kept\)",
+        marker.line,
+    ), marker.line
+    assert text[9:] == ["after"]
+
+
+async def _has_marker(js: JetStreamContext, build_id: str) -> bool:
+    return any(line.line.startswith("✂") for line in await log_lines(js, build_id))
+
+
+async def test_flush_and_close_fail_after_the_deadline_instead_of_waiting_forever(
+    restartable_nats: RestartableNats, own_nc: Client, own_js: JetStreamContext
+) -> None:
+    """NATS stays away past the publisher's deadline: the sender gives up, and flush and close
+    raise LogPublishError saying why — at once after the first — rather than waiting for an
+    idle sender that never comes back (the hang of issue 6)."""
+    build_id = str(uuid.uuid4())
+    deadline = time.monotonic() + 4
+    logs = LogPublisher(own_js, build_id, attempt=1, deadline=lambda: deadline)
+    logs.write("stdout", "stored")
+    await logs.flush()
+    await restartable_nats.astop()
+    await eventually("the client sees the server gone", lambda: not own_nc.is_connected)
+    logs.write("stdout", "lost")
+    with pytest.raises(LogPublishError, match=r"NATS was unavailable for \d+s"):
+        await asyncio.wait_for(logs.flush(), 15)
+    assert time.monotonic() >= deadline
+    started = time.monotonic()
+    with pytest.raises(LogPublishError):
+        await asyncio.wait_for(logs.close("succeeded"), 5)
+    assert time.monotonic() - started < 1

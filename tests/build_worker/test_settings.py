@@ -23,6 +23,9 @@ VARIABLES = (
     "LAUNCHDECK_BUILD_CACHE_DIR",
     "LAUNCHDECK_BUILD_CACHE_KEEP",
     "LAUNCHDECK_BUILD_ENV_PASSTHROUGH",
+    "LAUNCHDECK_LOG_BUFFER_LINES",
+    "LAUNCHDECK_BUILD_OUTAGE_GRACE_S",
+    "LAUNCHDECK_BUILD_STALL_TIMEOUT_S",
 )
 
 
@@ -88,3 +91,26 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAUNCHDECK_ALLOW_LOCAL_REPOS", "maybe")
     with pytest.raises(SettingsError, match="LAUNCHDECK_ALLOW_LOCAL_REPOS"):
         Settings.from_env()
+
+
+def test_outage_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unsent-line buffer, the grace past the time limit and the watchdog: defaults, values,
+    0 turning the watchdog off, and out-of-range values named."""
+    settings = Settings.from_env()
+    assert (settings.log_buffer_lines, settings.outage_grace_s) == (10_000, 120.0)
+    assert settings.stall_timeout_s == 600.0
+    monkeypatch.setenv("LAUNCHDECK_LOG_BUFFER_LINES", "500")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_OUTAGE_GRACE_S", "30")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_STALL_TIMEOUT_S", "0")
+    settings = Settings.from_env()
+    assert (settings.log_buffer_lines, settings.outage_grace_s) == (500, 30.0)
+    assert settings.stall_timeout_s is None
+    for name, bad in (
+        ("LAUNCHDECK_LOG_BUFFER_LINES", "0"),
+        ("LAUNCHDECK_BUILD_OUTAGE_GRACE_S", "0.5"),
+        ("LAUNCHDECK_BUILD_STALL_TIMEOUT_S", "-1"),
+    ):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env()
+        monkeypatch.delenv(name)

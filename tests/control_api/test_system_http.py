@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.subjects import STREAM_LOGS
 from launchdeck.control_api.app import create_app
-from launchdeck.devservers import free_port
-from launchdeck.libs.jetstream import connect, disconnect, provision
+from launchdeck.libs.jetstream import connect, provision
 from tests.control_api.log_support import ADMIN
 from tests.control_api.support import Api, make_settings, unique
 from tests.libs.support import RestartableNats
@@ -130,25 +129,14 @@ async def test_metrics_count_open_websockets(api: Api) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def own_nats(tmp_path: Path) -> AsyncIterator[RestartableNats]:
-    """A NATS server of this test's own (it breaks it), provisioned like the session's."""
-    server = RestartableNats(tmp_path / "nats", free_port(), tmp_path / "nats.log")
-    await server.astart()
-    try:
-        yield server
-    finally:
-        await server.astop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
 async def own_api(
-    pool: asyncpg.Pool, database_url: str, own_nats: RestartableNats
+    pool: asyncpg.Pool, database_url: str, restartable_nats: RestartableNats, own_nc: Client
 ) -> AsyncIterator[tuple[Api, JetStreamContext]]:
-    nc = await connect(own_nats.url, name="launchdeck-tests-own")
-    js = nc.jetstream()
+    """The app on a NATS server of the test's own (the test breaks it)."""
+    js = own_nc.jetstream()
     await provision(js)
     app = create_app(
-        make_settings(database_url, own_nats.url), pool, nc, js, background_tasks=False
+        make_settings(database_url, restartable_nats.url), pool, own_nc, js, background_tasks=False
     )
     client: TestClient[Any, Any] = TestClient(TestServer(app))
     await client.start_server()
@@ -156,7 +144,6 @@ async def own_api(
         yield Api(client), js
     finally:
         await client.close()
-        await disconnect(nc)
 
 
 async def test_ready_names_a_stream_that_does_not_answer(
@@ -178,7 +165,7 @@ async def test_ready_names_a_stream_that_does_not_answer(
 
 
 async def test_log_endpoint_is_503_with_retry_after_while_nats_is_away(
-    own_api: tuple[Api, JetStreamContext], own_nats: RestartableNats
+    own_api: tuple[Api, JetStreamContext], restartable_nats: RestartableNats
 ) -> None:
     """The log of a running build comes from the LOGS stream: with NATS away the answer is a
     503 problem with Retry-After (never a 500), and the log is served again once NATS is back."""
@@ -187,7 +174,7 @@ async def test_log_endpoint_is_503_with_retry_after_while_nats_is_away(
     build = (await api.call("POST", f"/api/v1/projects/{project['id']}/builds", {})).body
     path = f"/api/v1/builds/{build['id']}/logs"
     assert (await api.call("GET", path)).status == 200
-    await own_nats.astop()
+    await restartable_nats.astop()
     try:
         away = await api.call("GET", path)
         assert away.status == 503, away.body
@@ -195,7 +182,7 @@ async def test_log_endpoint_is_503_with_retry_after_while_nats_is_away(
         assert int(away.headers["Retry-After"]) > 0
         assert (await api.call("GET", "/ready", token="")).status == 503
     finally:
-        await own_nats.astart()
+        await restartable_nats.astart()
 
     async def served() -> bool:
         return (await api.call("GET", path)).status == 200

@@ -17,6 +17,7 @@ VARIABLES = (
     "LAUNCHDECK_CADDY_ADMIN",
     "LAUNCHDECK_DEPLOY_ENGINE_PORT",
     "LAUNCHDECK_KEEP_RELEASES",
+    "LAUNCHDECK_DEPLOY_TIMEOUT_S",
 )
 
 
@@ -33,6 +34,7 @@ def test_defaults_follow_the_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path
         8000,
     )
     assert (settings.caddy_admin, settings.port, settings.keep_releases) == (None, 8090, 10)
+    assert settings.timeout_s == 600.0
     assert settings.site_url("demo.localhost") == "http://demo.localhost:8000/"
 
 
@@ -52,4 +54,8 @@ def test_bad_values_fail_with_the_variable_name(monkeypatch: pytest.MonkeyPatch)
         Settings.from_env()
     monkeypatch.setenv("LAUNCHDECK_KEEP_RELEASES", "ten")
     with pytest.raises(SettingsError, match="LAUNCHDECK_KEEP_RELEASES"):
+        Settings.from_env()
+    monkeypatch.setenv("LAUNCHDECK_KEEP_RELEASES", "10")
+    monkeypatch.setenv("LAUNCHDECK_DEPLOY_TIMEOUT_S", "0")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_DEPLOY_TIMEOUT_S"):
         Settings.from_env()

@@ -4,6 +4,7 @@ The first run starts Postgres, NATS, the four services and Caddy, says so in dev
 (`"ready": true`: every service answers at once), deploys the bundled example and prints where
 everything is; Ctrl-C stops all of it (and dev.json says `"ready": false` again). The second run
 on the same state directory finds the project, the release and the token of the first one.
+With `LAUNCHDECK_DEV_NATS_NODES=3` it runs a 3-node NATS cluster instead of one server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 
+from launchdeck.contracts import subjects as s
 from launchdeck.deploy_engine.caddy import stop_caddy
+from launchdeck.libs.jetstream import connect, disconnect
 from tests.polling import eventually
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -97,12 +100,13 @@ class DevRun:
     out_path: Path
 
     @classmethod
-    def start(cls, state: Path, name: str) -> DevRun:
+    def start(cls, state: Path, name: str, *args: str, env: dict[str, str] | None = None) -> DevRun:
+        """`launchdeck dev *args` on `state`, with `env` added to its environment."""
         out_path = state.parent / f"{state.name}-{name}.out"
         with out_path.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "launchdeck.cli.main", "dev"],
-                env=dev_environment(state),
+                [sys.executable, "-m", "launchdeck.cli.main", "dev", *args],
+                env={**dev_environment(state), **(env or {})},
                 cwd=state.parent,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -365,3 +369,43 @@ async def test_second_dev_run_keeps_projects_releases_and_token(first_run: First
         assert await left_running_after_exit(procs) == []
     finally:
         run.clean_up(procs)
+
+
+async def test_dev_with_a_three_node_nats_cluster_lists_every_node_and_stops_them_all() -> None:
+    """`LAUNCHDECK_DEV_NATS_NODES=3`: dev.json lists three NATS nodes (`nats_urls`, and the pids
+    of three running nats-server processes in `nats_pids`), `nats_url` is all of them
+    comma-separated, the services provisioned every stream with 3 replicas, and Ctrl-C stops
+    every node."""
+    parent = Path(tempfile.mkdtemp(prefix="ld-", dir="/tmp"))
+    state = parent / "state"
+    run = DevRun.start(state, "cluster", "--no-example", env={"LAUNCHDECK_DEV_NATS_NODES": "3"})
+    procs: list[psutil.Process] = []
+    try:
+        info = await run.ready_dev_json()
+        urls, pids = info["nats_urls"], info["nats_pids"]
+        assert len(urls) == len(set(urls)) == 3
+        assert info["nats_url"] == ",".join(urls)
+        assert (info["nats_pid"], info["ports"]["nats"]) == (pids[0], int(urls[0].split(":")[-1]))
+        nodes = [psutil.Process(pid) for pid in pids]
+        for node in nodes:
+            command = " ".join(node.cmdline())
+            assert "nats-server" in command
+            assert str(state / "nats-cluster") in command
+
+        nc = await connect(info["nats_url"], name="test-dev-cluster")
+        try:
+            js = nc.jetstream()
+            for stream in (s.STREAM_BUILDS, s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS):
+                assert (await js.stream_info(stream)).config.num_replicas == 3, stream
+            assert (
+                await js.stream_info(f"OBJ_{s.OBJECT_STORE_ARTIFACTS}")
+            ).config.num_replicas == 3
+        finally:
+            await disconnect(nc)
+
+        procs = process_tree(run.proc.pid) + postgres_processes(state) + nodes
+        assert await asyncio.to_thread(run.interrupt) == 0, run.output[-5000:]
+        assert await left_running_after_exit(procs) == []
+    finally:
+        run.clean_up(procs)
+        shutil.rmtree(parent, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from structlog.testing import capture_logs
 
 from launchdeck.contracts.subjects import max_deliveries_advisory_subject
-from launchdeck.libs.jetstream import connect
 from launchdeck.libs.jobs import ConsumerSpec, Delivery, Outcome, consume
 from tests.libs.support import RestartableNats
 from tests.polling import eventually
@@ -50,19 +50,9 @@ SPEC = ConsumerSpec(
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def job_nc(restartable_nats: RestartableNats) -> AsyncIterator[Client]:
-    client = await connect(restartable_nats.url, name="test-jobs")
-    try:
-        yield client
-    finally:
-        if not client.is_closed:
-            await client.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def job_js(job_nc: Client) -> JetStreamContext:
+async def job_js(own_nc: Client) -> JetStreamContext:
     """JetStream with a file-backed work-queue stream, like the platform's command streams."""
-    js = job_nc.jetstream()
+    js = own_nc.jetstream()
     await js.add_stream(
         StreamConfig(
             name=STREAM,
@@ -89,8 +79,10 @@ class Worker:
 
 
 @contextlib.asynccontextmanager
-async def consuming(js: JetStreamContext, worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(consume(js, SPEC, worker))
+async def consuming(
+    js: JetStreamContext, worker: Worker, spec: ConsumerSpec[Job] = SPEC
+) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(consume(js, spec, worker))
     try:
         yield task
     finally:
@@ -150,14 +142,14 @@ async def test_retry_and_a_crashing_handler_get_the_command_again(
     assert (await job_js.stream_info(STREAM)).state.messages == 0
 
 
-async def test_retries_stop_at_max_deliver(job_nc: Client, job_js: JetStreamContext) -> None:
+async def test_retries_stop_at_max_deliver(own_nc: Client, job_js: JetStreamContext) -> None:
     """A command that always asks for a retry is delivered max_deliver times, the last one
     flagged as such, then JetStream gives up (MAX_DELIVERIES advisory) and stops delivering."""
 
     async def always_retry(job: Job, delivery: Delivery) -> Outcome:
         return Outcome.RETRY
 
-    advisories = await job_nc.subscribe(max_deliveries_advisory_subject(STREAM, DURABLE))
+    advisories = await own_nc.subscribe(max_deliveries_advisory_subject(STREAM, DURABLE))
     worker = Worker(always_retry)
     await publish(job_js, 1)
     async with consuming(job_js, worker):
@@ -170,7 +162,7 @@ async def test_retries_stop_at_max_deliver(job_nc: Client, job_js: JetStreamCont
 
 
 async def test_term_and_undecodable_commands_are_never_redelivered(
-    job_nc: Client, job_js: JetStreamContext
+    own_nc: Client, job_js: JetStreamContext
 ) -> None:
     """TERM (from the handler, or for a command that does not decode, without calling the
     handler) ends the command at once: terminated advisories, no redelivery."""
@@ -178,7 +170,7 @@ async def test_term_and_undecodable_commands_are_never_redelivered(
     async def term(job: Job, delivery: Delivery) -> Outcome:
         return Outcome.TERM
 
-    terminated = await job_nc.subscribe(
+    terminated = await own_nc.subscribe(
         f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{STREAM}.{DURABLE}"
     )
     worker = Worker(term)
@@ -207,7 +199,7 @@ async def publish_when_back(js: JetStreamContext, n: int, timeout_s: float = 15)
 
 
 async def test_consumer_keeps_running_across_a_server_restart(
-    restartable_nats: RestartableNats, job_nc: Client, job_js: JetStreamContext
+    restartable_nats: RestartableNats, own_nc: Client, job_js: JetStreamContext
 ) -> None:
     """The server stops and starts again (same port and store): consume does not end, logs the
     outage once, and handles a command published after the restart."""
@@ -217,13 +209,13 @@ async def test_consumer_keeps_running_across_a_server_restart(
             await publish(job_js, 1)
             await eventually("before the restart", lambda: worker.seen == [(1, 1, False)])
             await restartable_nats.astop()
-            await eventually("client sees the server gone", lambda: not job_nc.is_connected)
+            await eventually("client sees the server gone", lambda: not own_nc.is_connected)
             await eventually(
                 "consumer notices",
                 lambda: any(e["event"] == "outage_began" for e in logs),
             )
             await restartable_nats.astart()
-            await eventually("client reconnected", lambda: job_nc.is_connected, timeout_s=15)
+            await eventually("client reconnected", lambda: own_nc.is_connected, timeout_s=15)
             await publish_when_back(job_js, 2)
             await eventually("after the restart", lambda: len(worker.seen) == 2, timeout_s=15)
             await eventually("acked", lambda: settled(job_js))
@@ -235,7 +227,7 @@ async def test_consumer_keeps_running_across_a_server_restart(
 
 
 async def test_a_command_in_flight_during_a_restart_is_acked_once(
-    restartable_nats: RestartableNats, job_nc: Client, job_js: JetStreamContext
+    restartable_nats: RestartableNats, own_nc: Client, job_js: JetStreamContext
 ) -> None:
     """A handler still running while the server restarts gets its ACK through afterwards: the
     command is neither redelivered nor left pending."""
@@ -251,10 +243,10 @@ async def test_a_command_in_flight_during_a_restart_is_acked_once(
         await publish(job_js, 1)
         await asyncio.wait_for(started.wait(), 10)
         await restartable_nats.astop()
-        await eventually("client sees the server gone", lambda: not job_nc.is_connected)
+        await eventually("client sees the server gone", lambda: not own_nc.is_connected)
         finish.set()  # the handler is done while the server is away
         await restartable_nats.astart()
-        await eventually("client reconnected", lambda: job_nc.is_connected, timeout_s=15)
+        await eventually("client reconnected", lambda: own_nc.is_connected, timeout_s=15)
         await eventually("acked after the restart", lambda: settled(job_js), timeout_s=15)
         assert not task.done()
     assert worker.seen == [(1, 1, False)]
@@ -277,12 +269,74 @@ async def test_a_deleted_consumer_is_created_again(job_js: JetStreamContext) -> 
     assert worker.seen == [(1, 1, False), (2, 1, False)]
 
 
-async def test_a_closed_connection_ends_consume(job_nc: Client, job_js: JetStreamContext) -> None:
+async def test_a_closed_connection_ends_consume(own_nc: Client, job_js: JetStreamContext) -> None:
     """Closing the connection for good is the one thing consume does not ride out."""
     worker = Worker()
     task = asyncio.create_task(consume(job_js, SPEC, worker))
     await publish(job_js, 1)
     await eventually("running", lambda: len(worker.seen) == 1)
-    await job_nc.close()
+    await own_nc.close()
     with pytest.raises(nats.errors.ConnectionClosedError):
         await asyncio.wait_for(task, 10)
+
+
+# The watchdog, short enough for a test; AckWait stays 30 s, so only the watchdog can bring a
+# stalled command back within the tests' waits (heartbeats keep it alive otherwise).
+WATCHED = dataclasses.replace(SPEC, stall_timeout_s=0.5)
+
+
+async def test_a_stalled_handler_is_cancelled_and_its_command_redelivered(
+    job_js: JetStreamContext,
+) -> None:
+    """A handler that waits forever without progress: after stall_timeout_s it is cancelled,
+    job_stalled says why, and the command is nak'ed (not acked) and comes back as attempt 2."""
+    cancelled: list[float | None] = []
+
+    async def stall_first(job: Job, delivery: Delivery) -> Outcome:
+        if delivery.num_delivered > 1:
+            return Outcome.ACK
+        try:
+            await asyncio.Event().wait()  # stuck: no progress, ever
+        except asyncio.CancelledError:
+            cancelled.append(delivery.stalled_s)
+            raise
+        return Outcome.ACK
+
+    worker = Worker(stall_first)
+    with capture_logs() as logs:
+        async with consuming(job_js, worker, WATCHED):
+            await publish(job_js, 1)
+            await eventually("redelivered", lambda: len(worker.seen) == 2, timeout_s=10)
+            await eventually("acked", lambda: settled(job_js))
+    assert worker.seen == [(1, 1, False), (1, 2, False)]
+    (stalled_s,) = cancelled
+    assert stalled_s is not None
+    assert stalled_s >= 0.5
+    (stalled,) = [e for e in logs if e["event"] == "job_stalled"]
+    assert stalled["log_level"] == "error"
+    assert stalled["attempt"] == 1
+    assert "no progress for" in stalled["reason"]
+
+
+async def test_a_handler_that_reports_progress_is_left_alone(job_js: JetStreamContext) -> None:
+    """Progress reports, and time spent inside working() (a wait with its own limit), keep a
+    handler that runs well past stall_timeout_s from being taken for stalled."""
+
+    async def slow_but_busy(job: Job, delivery: Delivery) -> Outcome:
+        for _ in range(6):
+            await asyncio.sleep(0.2)  # the work itself
+            delivery.progress()
+        with delivery.working():
+            await asyncio.sleep(1.0)  # a quiet step with a time limit of its own
+        return Outcome.ACK
+
+    worker = Worker(slow_but_busy)
+    with capture_logs() as logs:
+        async with consuming(job_js, worker, WATCHED):
+            await publish(job_js, 1)
+            await eventually("handled", lambda: len(worker.seen) == 1)
+            await eventually("acked", lambda: settled(job_js))
+    assert worker.seen == [(1, 1, False)]
+    assert not [e for e in logs if e["event"] == "job_stalled"]
+    info = await job_js.consumer_info(STREAM, DURABLE)
+    assert info.num_redelivered == 0

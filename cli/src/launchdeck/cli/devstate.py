@@ -1,7 +1,8 @@
 """The dev state directory: `dev.json`, the secret key, the lock, and stable port choices.
 
 `dev.json` is how scripts (and the client commands) find a running `launchdeck dev`: it holds
-`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url`, the ports chosen (which the
+`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url` (and each NATS node's URL and
+process id, `nats_urls` and `nats_pids`), the ports chosen (which the
 next run reuses when they are free, so URLs stay the same) and `ready`. It is written as soon as
 the ports are chosen with `"ready": false` (so a crashed start-up still leaves the pids and ports
 the next run needs to clean up and reuse), rewritten with `"ready": true` once every service
@@ -51,7 +52,11 @@ class DevInfo:
     state_dir: str
     ports: dict[str, int] = field(default_factory=dict)
     pid: int | None = None
+    # The embedded NATS: `nats_url` is every node comma-separated (what NATS_URL takes) and
+    # `nats_pid` the first node's process, as before clusters; the lists name each node.
     nats_pid: int | None = None
+    nats_urls: list[str] | None = None
+    nats_pids: list[int] | None = None
     example_url: str | None = None
     ready: bool = False
 

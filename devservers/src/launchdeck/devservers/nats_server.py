@@ -27,26 +27,26 @@ class NatsServer:
 
 
 def start_nats(
-    store_dir: Path, port: int | None = None, log_file: Path | None = None
+    store_dir: Path,
+    port: int | None = None,
+    log_file: Path | None = None,
+    config: str | None = None,
 ) -> NatsServer:
-    """Start nats-server with JetStream storing in `store_dir`, on a free port of 127.0.0.1."""
+    """Start nats-server with JetStream storing in `store_dir`, on a free port of 127.0.0.1.
+
+    `config`: more of nats-server's configuration, e.g. an `authorization { … }` block to test
+    clients with credentials. It is written beside the store (`<store_dir>.conf`) and read with
+    `-c`; the address, port and store given here win over anything it says about them.
+    """
     store_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    argv = [venv_binary("nats-server")]
+    if config:
+        config_file = store_dir.with_name(store_dir.name + ".conf")
+        config_file.write_text(config)
+        argv += ["-c", str(config_file)]
+    argv += ["-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            venv_binary("nats-server"),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "-sd",
-            str(store_dir),
-        ],
-        stdout=out,
-        stderr=out,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
     wait_for_port("127.0.0.1", port, 20.0, proc)
     return NatsServer(url=f"nats://127.0.0.1:{port}", port=port, process=proc)

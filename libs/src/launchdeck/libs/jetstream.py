@@ -1,72 +1,26 @@
-"""NATS connection and JetStream provisioning (SPEC §1.1), idempotent, run at every start-up."""
+"""NATS connection: one server or a cluster, credentials in the URL or apart, reconnecting for
+ever. Provisioning (streams, buckets, replicas) is `libs.provisioning`, re-exported here."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import (
-    DiscardPolicy,
-    KeyValueConfig,
-    ObjectStoreConfig,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BadRequestError, NotFoundError
 
-from launchdeck.contracts import subjects as s
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.outage import Outage
+from launchdeck.libs.provisioning import DAY as DAY
+from launchdeck.libs.provisioning import DUPLICATE_WINDOW_S as DUPLICATE_WINDOW_S
+from launchdeck.libs.provisioning import provision as provision
+from launchdeck.libs.provisioning import stream_configs as stream_configs
 from launchdeck.libs.settings import public_url
 
 log = get_logger(__name__)
-
-DAY = 24 * 3600.0
-# Commands are deduplicated by Nats-Msg-Id within this window (the outbox retries inside it).
-DUPLICATE_WINDOW_S = 2 * 3600.0
-
-
-def stream_configs(
-    *, logs_max_age_s: float = 7 * DAY, logs_max_bytes: int = 2 * 1024**3
-) -> list[StreamConfig]:
-    def work_queue(name: str, *subjects: str) -> StreamConfig:
-        return StreamConfig(
-            name=name,
-            subjects=list(subjects),
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        )
-
-    return [
-        work_queue(s.STREAM_BUILDS, s.SUBJECT_BUILD_JOBS),
-        work_queue(s.STREAM_DEPLOYS, s.SUBJECT_DEPLOY_JOBS, s.SUBJECT_UNDEPLOY_JOBS),
-        work_queue(s.STREAM_GENERATIONS, s.SUBJECT_GENERATION_JOBS),
-        StreamConfig(
-            name=s.STREAM_EVENTS,
-            subjects=[s.SUBJECT_EVENTS_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=7 * DAY,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        ),
-        StreamConfig(
-            name=s.STREAM_LOGS,
-            subjects=[s.SUBJECT_LOGS_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=logs_max_age_s,
-            max_bytes=logs_max_bytes,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=120.0,
-        ),
-    ]
-
 
 # How a connection to a server that goes (or still is) away fails; the disconnect is logged.
 _CONNECTION_ERRORS = (OSError, nats.errors.UnexpectedEOF, nats.errors.StaleConnectionError)
@@ -82,8 +36,39 @@ def public_nats_url(url: str) -> str:
     return ",".join(public_url(server) for server in servers(url))
 
 
+_CREDENTIAL_OPTIONS = ("user", "password", "token")
+
+
+def split_credentials(pool: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The servers of `pool` without user info, and nats-py's connect options for the
+    credentials they held (`user` + `password`, or a lone user part: `token`).
+
+    nats-py sends a URL's credentials to that server only, not to the nodes it learns from the
+    cluster (which it then cannot use: a service whose listed node died would never get in
+    elsewhere), and it does not undo percent-encoding. Given as options, they go to every node.
+    Servers holding different credentials are left as they are, each keeping its own.
+    """
+    parts = [urlsplit(server if "://" in server else f"nats://{server}") for server in pool]
+    held = {(p.username, p.password) for p in parts if p.username is not None}
+    if len(held) != 1:
+        return pool, {}
+    user, password = held.pop()
+    assert user is not None
+    plain = [
+        urlunsplit(p._replace(netloc=p.netloc.rpartition("@")[2])) if p.username else server
+        for p, server in zip(parts, pool, strict=True)
+    ]
+    if password is None:
+        return plain, {"token": unquote(user)}
+    return plain, {"user": unquote(user), "password": unquote(password)}
+
+
 async def connect(url: str, name: str, **kwargs: Any) -> Client:
     """Connect with reconnects forever; the connection name shows in `nats server report`.
+
+    `url` is a `NATS_URL`: one server or several comma-separated, with or without credentials
+    (`split_credentials`); `kwargs` are nats-py's options (`user`/`password`/`token` given there
+    win over the URL's).
 
     A server that is not there yet at start is waited for, as nats-py retries the first connect
     too (every `reconnect_time_wait`): one `outage_began` warning (what: NATS, url: without
@@ -104,7 +89,8 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
 
     async def reconnected() -> None:
         server = nc.connected_url
-        log.info("nats_reconnected", connection=name, server=server.netloc if server else None)
+        where = f"{server.hostname}:{server.port}" if server else None  # never the user info
+        log.info("nats_reconnected", connection=name, server=where)
 
     async def error(exc: Exception) -> None:
         if not connected_once:  # a failed try of the first connect: the wait is logged once
@@ -124,8 +110,11 @@ async def connect(url: str, name: str, **kwargs: Any) -> Client:
         **kwargs,
     }
     pool = servers(url)
+    if not any(options.get(key) for key in _CREDENTIAL_OPTIONS):
+        pool, credentials = split_credentials(pool)
+        options.update(credentials)
     try:
-        await nc.connect(pool if len(pool) > 1 else url, name=name, **options)
+        await nc.connect(pool, name=name, **options)
     except BaseException:
         with contextlib.suppress(Exception):
             await nc.close()
@@ -164,27 +153,3 @@ async def wait_connected(nc: Client, *, poll_s: float = 0.1) -> None:
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
         await asyncio.sleep(poll_s)
-
-
-async def provision(js: JetStreamContext) -> None:
-    """Create or update the streams, object stores and KV buckets the platform uses."""
-    for config in stream_configs():
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            # Exists with a different config: bring it to ours (subjects, limits).
-            await js.update_stream(config)
-    for bucket in (s.OBJECT_STORE_ARTIFACTS, s.OBJECT_STORE_EXPORTS):
-        try:
-            await js.object_store(bucket)
-        except NotFoundError:
-            await js.create_object_store(
-                bucket, config=ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE)
-            )
-    try:
-        await js.key_value(s.KV_LEASES)
-    except NotFoundError:
-        await js.create_key_value(
-            config=KeyValueConfig(bucket=s.KV_LEASES, ttl=30.0, storage=StorageType.FILE)
-        )
-    log.debug("jetstream_provisioned")

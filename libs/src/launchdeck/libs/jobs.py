@@ -5,6 +5,13 @@ A handler is a plain async function taking the decoded command and a `Delivery`,
 keeps the message alive with `in_progress()` heartbeats every AckWait/3 while the handler runs,
 and on shutdown hands in-flight work back (nak) so another worker takes it at once.
 
+Heartbeats alone would keep a stuck handler's job "running" forever, so a consumer can have a
+watchdog (`ConsumerSpec.stall_timeout_s`): a handler that reports no progress for that long has its
+attempt failed — its task is cancelled, the message nak'ed for redelivery (never acked), and
+`job_stalled` logged. Progress is what the handler says it is: `Delivery.progress()` (a log batch
+stored, a step done), and any time spent inside `with delivery.working():` (a wait with a time
+limit of its own, such as a build command under the build's timeout).
+
 NATS trouble (the client reconnecting, a server restarting, a consumer missing for a while) does
 not end `consume`: it waits for the connection, backs off on error replies, re-creates the
 durable consumer when the server answers that nobody serves it, and carries on. Only a connection
@@ -17,8 +24,8 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 import msgspec
@@ -45,6 +52,9 @@ CONNECTION_CHECK_S = 0.25
 # it: JetStream electing a leader takes seconds; past that the consumer is gone, and whichever
 # consumer replaces it gets the command again anyway.
 SETTLE_RETRY_S = 10.0
+# How long a handler cancelled by the watchdog gets to wind down (say why in its log, clean up)
+# before its message is nak'ed anyway and the task left to finish on its own.
+STALLED_CANCEL_GRACE_S = 10.0
 
 # What nats-py (2.16) raises while the connection is down or the server is coming back: no reply
 # in time (TimeoutError: also an idle fetch), nobody subscribed yet (NoRespondersError; a 503
@@ -66,18 +76,58 @@ class Outcome(enum.Enum):
     TERM = "term"  # never redeliver (malformed or obsolete command)
 
 
+class ProgressWatch:
+    """When a handler last got somewhere, as the watchdog sees it."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.working = 0  # `Delivery.working()` blocks currently open
+        self.stalled_s: float | None = None  # set when the watchdog stops the attempt
+
+    def report(self) -> None:
+        self.last = time.monotonic()
+
+    def idle_s(self) -> float:
+        """Seconds without progress (0 while inside `working()`)."""
+        return 0.0 if self.working else time.monotonic() - self.last
+
+
 @dataclass(frozen=True)
 class Delivery:
-    """What the transport knows about this delivery of a command."""
+    """What the transport knows about this delivery of a command, and the handler's channel
+    back to the watchdog (`progress`, `working`)."""
 
     num_delivered: int
     max_deliver: int
     subject: str
     stream_seq: int
+    watch: ProgressWatch = field(default_factory=ProgressWatch, compare=False, repr=False)
 
     @property
     def last_attempt(self) -> bool:
         return self.max_deliver > 0 and self.num_delivered >= self.max_deliver
+
+    def progress(self) -> None:
+        """Tell the watchdog this attempt got somewhere (a log batch or an event stored, a step
+        done), so it is not taken for stalled."""
+        self.watch.report()
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        """Around a wait that has a time limit of its own (a build command under the build's
+        timeout): however long and silent, it is not a stall."""
+        self.watch.working += 1
+        try:
+            yield
+        finally:
+            self.watch.working -= 1
+            self.watch.report()
+
+    @property
+    def stalled_s(self) -> float | None:
+        """Set when the watchdog cancelled this attempt: how long it had made no progress (a
+        handler tells a stall from a shutdown by it)."""
+        return self.watch.stalled_s
 
 
 Handler = Callable[[T, Delivery], Awaitable[Outcome]]
@@ -92,6 +142,9 @@ class ConsumerSpec(Generic[T]):
     ack_wait_s: float = 30.0
     max_deliver: int = 3
     retry_delay_s: float = 2.0
+    # The watchdog: an attempt without progress for this long is cancelled and redelivered.
+    # None: no watchdog (the handler must bound every wait itself).
+    stall_timeout_s: float | None = None
 
 
 async def _heartbeat(msg: Msg, every_s: float) -> None:
@@ -129,22 +182,69 @@ async def handle_one(msg: Msg, spec: ConsumerSpec[T], handler: Handler[T]) -> Ou
         await settle(msg, Outcome.TERM, spec, delivery)
         return Outcome.TERM
     beat = asyncio.create_task(_heartbeat(msg, spec.ack_wait_s / 3))
+    work = asyncio.ensure_future(handler(command, delivery))
     try:
         try:
-            outcome = await handler(command, delivery)
+            await _watch(work, delivery, spec.stall_timeout_s)
         except asyncio.CancelledError:
-            # Shutdown: hand the work back so another worker (or we, restarted) takes it now.
+            # Shutdown: let the handler wind down, then hand the work back so another worker
+            # (or we, restarted) takes it now.
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await msg.nak()
             raise
-        except Exception:
-            log.exception("handler_crashed", subject=msg.subject)
-            outcome = Outcome.RETRY
+        outcome = _outcome_of(work, delivery)
         # Still heartbeating: a settlement retried across a NATS outage keeps the message ours.
         await settle(msg, outcome, spec, delivery)
     finally:
         beat.cancel()
     return outcome
+
+
+async def _watch(work: asyncio.Future[Outcome], delivery: Delivery, stall_s: float | None) -> None:
+    """Wait for the handler; with a watchdog, cancel it once it has made no progress for
+    `stall_s`, and stop waiting if it ignores that for `STALLED_CANCEL_GRACE_S`."""
+    watch = delivery.watch
+    while stall_s is not None:
+        idle = watch.idle_s()
+        if idle < stall_s:
+            # Wake when the limit would be reached; re-checked, as progress may come meanwhile.
+            done, _ = await asyncio.wait({work}, timeout=stall_s - idle)
+            if done:
+                return
+        else:
+            watch.stalled_s = idle
+            log.error(
+                "job_stalled",
+                subject=delivery.subject,
+                stream_seq=delivery.stream_seq,
+                attempt=delivery.num_delivered,
+                no_progress_s=round(idle, 1),
+                reason=f"no progress for {idle:.0f}s: the attempt is cancelled and redelivered",
+            )
+            work.cancel()
+            done, _ = await asyncio.wait({work}, timeout=STALLED_CANCEL_GRACE_S)
+            if not done:
+                log.error("job_stalled_ignores_cancel", stream_seq=delivery.stream_seq)
+            return
+    await asyncio.wait({work})
+
+
+def _outcome_of(work: asyncio.Future[Outcome], delivery: Delivery) -> Outcome:
+    """The handler's outcome; RETRY if it crashed, and always RETRY (redelivery, never an ack)
+    when the watchdog stopped it, whatever it returned."""
+    if delivery.stalled_s is not None:
+        if work.done() and not work.cancelled():
+            work.exception()  # retrieved: whatever it ended with, the attempt is over
+        return Outcome.RETRY
+    if work.cancelled():  # cancelled by something other than the watchdog or a shutdown
+        return Outcome.RETRY
+    error = work.exception()
+    if error is not None:
+        log.error("handler_crashed", subject=delivery.subject, exc_info=error)
+        return Outcome.RETRY
+    return work.result()
 
 
 async def settle(msg: Msg, outcome: Outcome, spec: ConsumerSpec[T], delivery: Delivery) -> None:

@@ -38,12 +38,21 @@ class Outage:
             self._since = time.monotonic()
             log.warning("outage_began", what=self._what, error=describe_error(error), **self._ids)
 
-    async def backoff(self, error: BaseException | str) -> None:
-        """Record a failure and wait before the next try (0.2 s, 0.4 s, … up to 5 s)."""
+    async def backoff(self, error: BaseException | str, *, max_wait_s: float | None = None) -> None:
+        """Record a failure and wait before the next try (0.2 s, 0.4 s, … up to 5 s), at most
+        `max_wait_s` (a caller with a deadline does not sleep past it)."""
         self.failed(error)
         delay = self._next_delay_s
         self._next_delay_s = min(delay * 2, self._max_delay_s)
+        if max_wait_s is not None:
+            delay = max(0.0, min(delay, max_wait_s))
         await asyncio.sleep(delay)
+
+    @property
+    def began_at(self) -> float | None:
+        """When the current outage began (`time.monotonic()`), or None while there is none: a
+        caller can say how long the dependency has been away (a gap in a build log, say)."""
+        return self._since
 
     def over(self) -> None:
         """The dependency works again: log the end of the outage (if there was one), reset."""

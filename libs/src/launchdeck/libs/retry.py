@@ -14,7 +14,9 @@ of up to first_delay_s, so clients failing together do not retry in lockstep. Af
 tries the last error is raised as it was (not wrapped in tenacity's RetryError); an error outside
 `retry_on` (or inside `give_up_on`) is raised at once.
 
-Loops that retry forever (consumers riding out an outage) use `outage.Outage` instead.
+Loops that retry forever (consumers riding out an outage) use `outage.Outage` instead, and
+publishes on a job's path, which retry for as long as the job's deadline allows rather than a
+fixed number of tries, `publish.until_deadline`.
 """
 
 from __future__ import annotations

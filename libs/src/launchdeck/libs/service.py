@@ -31,11 +31,12 @@ from nats.js import JetStreamContext
 from nats.micro.service import Service as MicroService
 
 from launchdeck.libs import micro
-from launchdeck.libs.jetstream import connect, disconnect, provision
+from launchdeck.libs.jetstream import connect, disconnect
 from launchdeck.libs.logging import LogSettings, configure, get_logger
 from launchdeck.libs.outage import Outage
+from launchdeck.libs.provisioning import provision
 from launchdeck.libs.runner import Lifecycle, run_process, run_until_stopped
-from launchdeck.libs.settings import SettingsError
+from launchdeck.libs.settings import NatsOptions, SettingsError
 
 log = get_logger(__name__)
 
@@ -98,14 +99,20 @@ class Service(Generic[SettingsT]):
 
 @contextlib.asynccontextmanager
 async def open_service(
-    name: str, settings: SettingsT, lifecycle: Lifecycle | None = None
+    name: str,
+    settings: SettingsT,
+    lifecycle: Lifecycle | None = None,
+    nats_options: NatsOptions | None = None,
 ) -> AsyncIterator[Service[SettingsT]]:
     """Connect to NATS as `name` (waiting while it is not up), provision JetStream, and on the
-    way out stop the micro endpoints and drain the connection."""
-    nc = await connect(settings.nats_url, name=name)
+    way out stop the micro endpoints and drain the connection. `nats_options`: credentials
+    given apart from `settings.nats_url` and the replicas (`LAUNCHDECK_NATS_REPLICAS`); none:
+    the URL's credentials, replicas chosen from the server."""
+    nats = nats_options or NatsOptions()
+    nc = await connect(settings.nats_url, name=name, **nats.credentials())
     try:
         js = nc.jetstream()
-        await provision(js)
+        await provision(js, nats.replicas)
         service = Service(name, settings, nc, js, lifecycle or Lifecycle())
         try:
             yield service
@@ -121,18 +128,20 @@ def run_service(
     body: Callable[[Service[SettingsT]], Awaitable[None]],
 ) -> None:
     """The whole process of service `name` (`launchdeck-<service>`; logs say `<service>`):
-    read the log settings and `settings()` (a `SettingsError` exits at once with its message),
-    configure logging, then run `body` inside `open_service` until it returns or is stopped."""
+    read the log settings, the NATS options and `settings()` (a `SettingsError` exits at once
+    with its message), configure logging, then run `body` inside `open_service` until it returns
+    or is stopped."""
     short = name.removeprefix("launchdeck-")
     try:
         log_settings = LogSettings.from_env()
+        nats_options = NatsOptions.from_env()
         loaded = settings()
     except SettingsError as exc:
         raise SystemExit(f"{short}: {exc}") from None
     configure(short, log_settings)
 
     async def main(lifecycle: Lifecycle) -> None:
-        async with open_service(name, loaded, lifecycle) as service:
+        async with open_service(name, loaded, lifecycle, nats_options) as service:
             await body(service)
 
     run_process(main)

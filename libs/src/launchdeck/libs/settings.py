@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -108,5 +109,65 @@ def public_url(url: str) -> str:
 
 
 def nats_url() -> str:
-    """`NATS_URL`, shared by every service."""
+    """`NATS_URL`, shared by every service: one server, or several comma-separated (a cluster),
+    each of which may carry credentials (`nats://user:password@host:4222`, `nats://token@host`)."""
     return env_str("NATS_URL", "nats://127.0.0.1:4222")
+
+
+REPLICAS_VARIABLE = "LAUNCHDECK_NATS_REPLICAS"
+MAX_NATS_REPLICAS = 5  # JetStream's own limit
+
+
+def nats_replicas() -> int | None:
+    """`LAUNCHDECK_NATS_REPLICAS`: how many copies JetStream keeps of every stream, object store
+    and KV bucket, 1 to 5; None when unset, for provisioning to choose from what the server
+    reports (`libs.provisioning.choose_replicas`). A 0 would create nothing and 6 is refused by
+    JetStream, so both stop the service at start rather than at its first stream."""
+    raw = os.environ.get(REPLICAS_VARIABLE, "").strip()
+    if not raw:
+        return None
+    try:
+        replicas = int(raw)
+    except ValueError:
+        replicas = 0
+    if not 1 <= replicas <= MAX_NATS_REPLICAS:
+        raise SettingsError(
+            f"environment variable {REPLICAS_VARIABLE} must be an integer from 1 to "
+            f"{MAX_NATS_REPLICAS}, got {raw!r}"
+        )
+    return replicas
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """What every service reads about NATS besides `NATS_URL` (`libs.service.run_service` reads
+    it with the log settings, so a bad value stops any service the same way).
+
+    Credentials may also come apart from the URL, so they need not sit in a URL that ends up in
+    process listings and config dumps: `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`. They
+    are used for every server, including the nodes learnt from the cluster. The secrets are left
+    out of `repr`.
+    """
+
+    replicas: int | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls) -> NatsOptions:
+        user, password = env_opt("NATS_USER"), env_opt("NATS_PASSWORD")
+        token = env_opt("NATS_TOKEN")
+        if (user is None) != (password is None):
+            raise SettingsError("environment variables NATS_USER and NATS_PASSWORD go together")
+        if token is not None and user is not None:
+            raise SettingsError("set NATS_TOKEN or NATS_USER and NATS_PASSWORD, not both")
+        return cls(replicas=nats_replicas(), user=user, password=password, token=token)
+
+    def credentials(self) -> dict[str, str]:
+        """nats-py's connect options for the credentials given here (none: the URL's own)."""
+        if self.user is not None and self.password is not None:
+            return {"user": self.user, "password": self.password}
+        if self.token is not None:
+            return {"token": self.token}
+        return {}

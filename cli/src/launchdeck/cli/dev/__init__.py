@@ -5,6 +5,7 @@ order. The parts, each small enough to read on its own:
 
 - `services`: each service's command line and environment (the supervisor wiring);
 - `environment`: one run — servers, ports, migrations, dev.json, the supervised services;
+- `nats`: the embedded NATS, one server or a cluster (`LAUNCHDECK_DEV_NATS_NODES`);
 - `readiness`: when dev.json may say `"ready": true`;
 - `banner`: what is printed once everything is up;
 - `launchdeck.cli.example`: the bundled example site and its deploy.

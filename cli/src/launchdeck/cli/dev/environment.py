@@ -1,7 +1,8 @@
 """One run of the dev platform: servers, ports, migrations, dev.json, the supervised services.
 
-`DevEnvironment.run` starts embedded Postgres and NATS (unless `DATABASE_URL` / `NATS_URL` point
-elsewhere), chooses ports (the previous run's when free), migrates, writes dev.json
+`DevEnvironment.run` starts embedded Postgres and NATS — one server, or a cluster with
+`LAUNCHDECK_DEV_NATS_NODES` (`dev.nats`) — unless `DATABASE_URL` / `NATS_URL` point elsewhere,
+chooses ports (the previous run's when free), migrates, writes dev.json
 (`"ready": false`), starts the four services, and once every one answers (`readiness`) rewrites
 dev.json with `"ready": true`, deploys the example and prints the banner. What it starts is
 registered on an exit stack, so it is stopped in reverse order however the run ends.
@@ -23,6 +24,14 @@ from pathlib import Path
 
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient
 from launchdeck.cli.dev.banner import banner
+from launchdeck.cli.dev.nats import (
+    EmbeddedNats,
+    nats_nodes,
+    recorded_nats_ports,
+    replicas_for,
+    start_embedded_nats,
+    stop_leftover_nats,
+)
 from launchdeck.cli.dev.readiness import ReadinessProbe, wait_until_ready
 from launchdeck.cli.dev.services import DevPorts, service_specs
 from launchdeck.cli.devstate import (
@@ -40,13 +49,9 @@ from launchdeck.cli.devstate import (
 from launchdeck.cli.example import deploy_example, example_url
 from launchdeck.cli.output import PrefixedTerminal
 from launchdeck.cli.supervisor import ChildSpec, Supervisor
-from launchdeck.devservers import (
-    ensure_database,
-    forget_dead_postgres_users,
-    start_nats,
-    start_postgres,
-    stop_leftover,
-)
+from launchdeck.devservers import ensure_database, forget_dead_postgres_users, start_postgres
+from launchdeck.libs.jetstream import servers
+from launchdeck.libs.settings import SettingsError
 
 DATABASE_NAME = "launchdeck"
 PREFERRED_API_PORT = 8080
@@ -116,6 +121,11 @@ class DevEnvironment:
         """Start everything (registering its clean-up on `stack`), serve until stopped."""
         term, state = self.term, self.state
         term.info(f"state directory {state}")
+        try:
+            nodes = nats_nodes(self.environ)
+        except SettingsError as exc:
+            term.error(str(exc))
+            return 1
         (state / "logs").mkdir(parents=True, exist_ok=True)
         previous = read_dev_json(dev_json_path(state))
         mark_not_ready(dev_json_path(state), previous)
@@ -125,13 +135,15 @@ class DevEnvironment:
         database_url = self.environ.get("DATABASE_URL") or await self._start_postgres(stack)
         taken: set[int] = set()
         nats_url = self.environ.get("NATS_URL")
-        nats_port: int | None = None
-        nats_pid: int | None = None
+        embedded: EmbeddedNats | None = None
         if nats_url:
             term.info("using the NATS server of NATS_URL")
         else:
-            nats_port = choose_port([recorded.get("nats")], taken=taken)
-            nats_url, nats_pid = await self._start_nats(stack, nats_port)
+            nats_ports = [
+                choose_port([port], taken=taken) for port in recorded_nats_ports(previous, nodes)
+            ]
+            embedded = await self._start_nats(stack, nats_ports)
+            nats_url = embedded.url
         if self.stop.is_set():
             return 0
 
@@ -139,7 +151,7 @@ class DevEnvironment:
             api=choose_port([recorded.get("api"), PREFERRED_API_PORT], taken=taken),
             edge=choose_port([recorded.get("edge"), PREFERRED_EDGE_PORT], taken=taken),
             deploy_engine=choose_port([recorded.get("deploy_engine")], taken=taken),
-            nats=nats_port,
+            nats=embedded.port if embedded else None,
         )
         secret = load_or_create_secret(state / "secret.key")
         specs = service_specs(
@@ -149,6 +161,7 @@ class DevEnvironment:
             nats_url=nats_url,
             secret_key=secret,
             ports=ports,
+            nats_replicas=replicas_for(nodes) if embedded else None,
         )
         if not await self._migrate(next(s.env for s in specs if s.name == "control-api")):
             return 1
@@ -162,7 +175,9 @@ class DevEnvironment:
             state_dir=str(state),
             ports=ports.as_dict(),
             pid=os.getpid(),
-            nats_pid=nats_pid,
+            nats_pid=embedded.pids[0] if embedded else None,
+            nats_urls=embedded.urls if embedded else servers(nats_url),
+            nats_pids=embedded.pids if embedded else None,
             example_url=example_url(ports.edge) if self.options.deploy_example else None,
             ready=False,
         )
@@ -186,13 +201,17 @@ class DevEnvironment:
         stack.push_async_callback(self._stop, "Postgres", postgres.stop)
         return await ensure_database(postgres.dsn, DATABASE_NAME)
 
-    async def _start_nats(self, stack: AsyncExitStack, port: int) -> tuple[str, int]:
-        self.term.info(f"starting embedded NATS on port {port}")
+    async def _start_nats(self, stack: AsyncExitStack, ports: list[int]) -> EmbeddedNats:
+        where = ", ".join(str(port) for port in ports)
+        if len(ports) == 1:
+            self.term.info(f"starting embedded NATS on port {where}")
+        else:
+            self.term.info(f"starting an embedded {len(ports)}-node NATS cluster on ports {where}")
         nats = await asyncio.to_thread(
-            start_nats, self.state / "nats", port, self.state / "logs" / "nats.log"
+            start_embedded_nats, self.state, len(ports), ports, self.state / "logs"
         )
         stack.push_async_callback(self._stop, "NATS", nats.stop)
-        return nats.url, nats.process.pid
+        return nats
 
     async def _migrate(self, control_api_env: Mapping[str, str]) -> bool:
         argv = [sys.executable, "-m", "launchdeck.control_api", "migrate"]
@@ -257,10 +276,10 @@ class DevEnvironment:
             term.block(banner(term, info, live))
 
     async def _clean_up_after_crash(self, previous: Mapping[str, object]) -> None:
-        """A previous run killed without its clean-up may have left NATS and Caddy running
-        on this state directory (which we now hold the lock of): stop them."""
-        pid = previous.get("nats_pid")
-        if isinstance(pid, int) and stop_leftover(pid, str(self.state / "nats")):
+        """A previous run killed without its clean-up may have left NATS (each node of a
+        cluster) and Caddy running on this state directory (which we now hold the lock of):
+        stop them."""
+        for pid in await asyncio.to_thread(stop_leftover_nats, self.state, previous):
             self.term.info(f"stopped NATS (pid {pid}) left over by a previous run")
         await stop_caddy(self.state, self.term)
 

@@ -21,6 +21,7 @@ from nats.aio.client import Client
 
 from launchdeck.cli.client import LaunchdeckClient
 from launchdeck.contracts import subjects as s
+from launchdeck.libs.jetstream import servers
 
 WORKERS = (s.SERVICE_BUILD_WORKER, s.SERVICE_DEPLOY_ENGINE, s.SERVICE_GENERATOR)
 POLL_INTERVAL_S = 0.5
@@ -77,7 +78,7 @@ class ReadinessProbe:
         if self._nc is None:
             try:
                 self._nc = await nats.connect(
-                    self.nats_url,
+                    servers(self.nats_url),  # one URL, or a cluster's comma-separated
                     name="launchdeck-dev",
                     connect_timeout=CHECK_TIMEOUT_S,
                     allow_reconnect=False,

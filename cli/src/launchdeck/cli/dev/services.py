@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launchdeck.cli.supervisor import ChildSpec
+from launchdeck.libs.settings import REPLICAS_VARIABLE
 
 SERVICES = ("control-api", "build-worker", "deploy-engine", "generator")
 # Platform credentials only the control-api may see (never a worker, so never a build).
@@ -51,11 +52,14 @@ def service_specs(
     nats_url: str,
     secret_key: str,
     ports: DevPorts,
+    nats_replicas: int | None = None,
     python: str = sys.executable,
     console: bool | None = None,
 ) -> list[ChildSpec]:
     """The command line and environment of each service (`python -m launchdeck.<svc>`).
-    `console`: whether our output goes to a terminal (default: is stdout a TTY)."""
+    `nats_replicas`: the services' `LAUNCHDECK_NATS_REPLICAS` (an embedded cluster's), unless
+    the caller set it; `console`: whether our output goes to a terminal (default: is stdout a
+    TTY)."""
     common = {k: v for k, v in base_env.items() if k not in PRIVATE_VARIABLES}
     on_terminal = sys.stdout.isatty() if console is None else console
     common.update(
@@ -64,6 +68,8 @@ def service_specs(
         PYTHONUNBUFFERED="1",
         LAUNCHDECK_LOG_FORMAT=log_format(base_env, on_terminal),
     )
+    if nats_replicas is not None:
+        common.setdefault(REPLICAS_VARIABLE, str(nats_replicas))
     if on_terminal and "NO_COLOR" not in base_env:
         # Their output is a pipe to us, but it ends on this terminal: colours are wanted.
         common.setdefault("FORCE_COLOR", "1")

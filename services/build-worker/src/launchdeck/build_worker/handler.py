@@ -7,6 +7,14 @@
   last delivery, where the build is reported `failed` rather than left running forever.
 A shutdown (cancellation) marks the log and hands the job back; the next attempt continues the
 same log after a `▶ Attempt N` line.
+
+NATS away mid-build: every log batch, status event and the artifact upload waits for it
+(`libs.publish`) until the attempt's deadline — the build's time limit plus
+`Settings.outage_grace_s` — and then fails the attempt (`RETRY`, or `failed` on the last
+delivery) instead of leaving it heartbeating. The watchdog of `libs.jobs` backs that up: an
+attempt without progress (a stored log batch or event; a running command counts as working) for
+`Settings.stall_timeout_s` is cancelled and redelivered. After the next attempt's `▶ Attempt N`
+line, a `⚠` line says where the previous one's log breaks off when it could not say so itself.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from launchdeck.build_worker.dependencies import CachedInstall
 from launchdeck.build_worker.detect import BuildPlan, detect, resolve_output
 from launchdeck.build_worker.errors import BuildFailed
 from launchdeck.build_worker.events import StatusReporter
-from launchdeck.build_worker.logs import LogPublisher, human_size, read_log_tail
+from launchdeck.build_worker.logs import LogPublisher, LogTail, human_size, read_log_tail
 from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.build_worker.run import build_env, build_path, parse_command, run_command
@@ -35,10 +43,15 @@ from launchdeck.contracts.messages import Artifact, BuildRequested
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.logging import bind_ids, get_logger
+from launchdeck.libs.publish import NatsUnavailable
 
 log = get_logger(__name__)
 
 INTERRUPT_FLUSH_S = 2.0
+# A failure report made after the attempt's deadline passed still waits this long for NATS.
+LAST_REPORT_S = 30.0
+# How an attempt's last stored line says why it stopped (shutdown, stall, NATS, internal error).
+EXPLAINED_ENDINGS = ("■", "⚠ Attempt", "✖")
 
 
 def _seconds(started: float) -> str:
@@ -46,17 +59,44 @@ def _seconds(started: float) -> str:
 
 
 class Deadline:
-    """The build's time limit, shared by clone and commands."""
+    """The build's time limit, shared by clone and commands; plus a grace for what follows them
+    (packaging, the last log lines and events), which is how long publishing waits for NATS."""
 
-    def __init__(self, started: float, limit_s: float) -> None:
+    def __init__(self, started: float, limit_s: float, grace_s: float = 0.0) -> None:
         self.started = started
         self.limit_s = limit_s
+        self.grace_s = grace_s
 
     def remaining(self) -> float:
         left = self.started + self.limit_s - time.monotonic()
         if left <= 0:
             raise BuildFailed(f"The build exceeded its time limit of {self.limit_s:.0f}s")
         return left
+
+    def outage_until(self) -> float:
+        """Until when (`time.monotonic()`) this attempt's publishes wait for NATS."""
+        return self.started + self.limit_s + self.grace_s
+
+
+def attempt_lines(attempt: int, tail: LogTail) -> list[str]:
+    """The first lines of a redelivered attempt: `▶ Attempt N`, and, when the previous attempt
+    could not store why it stopped (its worker died, it lost NATS), where its log breaks off and
+    that what it printed after that is missing."""
+    lines = [f"▶ Attempt {attempt} (previous attempt was interrupted)"]
+    last = tail.last_line
+    if last is not None and last.stream == "system" and last.line.startswith(EXPLAINED_ENDINGS):
+        return lines  # it said why itself, right above
+    if last is None:
+        lines.append(
+            "⚠ The previous attempt stored no log: its worker stopped or lost NATS before its "
+            "first line got through"
+        )
+    else:
+        lines.append(
+            f"⚠ The previous attempt's log ends at line {tail.last_seq} without a reason: its "
+            "worker stopped or lost NATS, and what it printed after that line was not recorded"
+        )
+    return lines
 
 
 class BuildWorker:
@@ -79,8 +119,12 @@ class BuildWorker:
     async def handle_build(self, cmd: BuildRequested, delivery: Delivery) -> Outcome:
         attempt = delivery.num_delivered
         bind_ids(build_id=cmd.build_id, project_id=cmd.project_id)
+        settings = self._settings
+        deadline = Deadline(
+            time.monotonic(), cmd.config.timeout_s or settings.timeout_s, settings.outage_grace_s
+        )
         try:
-            tail = await read_log_tail(self._js, cmd.build_id)
+            tail = await read_log_tail(self._js, cmd.build_id, deadline=deadline.outage_until())
         except Exception as exc:
             log.warning("build_log_unreadable", error=str(exc), attempt=attempt)
             return Outcome.RETRY
@@ -93,16 +137,24 @@ class BuildWorker:
             cmd.build_id,
             attempt=attempt,
             first_seq=tail.last_seq + 1,
-            max_bytes=self._settings.log_max_bytes,
-            secrets=git_secrets(self._settings.git_token),
+            max_bytes=settings.log_max_bytes,
+            secrets=git_secrets(settings.git_token),
+            buffer_lines=settings.log_buffer_lines,
+            deadline=deadline.outage_until,
+            on_sent=delivery.progress,
         )
-        events = StatusReporter(self._js, cmd, attempt)
+        events = StatusReporter(
+            self._js, cmd, attempt, deadline=deadline.outage_until, on_stored=delivery.progress
+        )
+        if attempt > 1:
+            for line in attempt_lines(attempt, tail):
+                logs.system(line)
         self._running[cmd.build_id] = attempt
         # Created by the build itself, so a disk problem is handled like any other failure.
         workdir = self._settings.build_dir / f"{cmd.build_id}-{attempt}-{uuid.uuid4().hex[:8]}"
         log.info("build_started", attempt=attempt, ref=cmd.ref)
         try:
-            return await self._attempt(cmd, delivery, logs, events, workdir)
+            return await self._attempt(cmd, delivery, logs, events, workdir, deadline)
         finally:
             self._running.pop(cmd.build_id, None)
             await logs.aclose()
@@ -115,11 +167,12 @@ class BuildWorker:
         logs: LogPublisher,
         events: StatusReporter,
         workdir: Path,
+        deadline: Deadline,
     ) -> Outcome:
         started = time.monotonic()
         try:
             try:
-                artifact = await self._build(cmd, delivery.num_delivered, logs, events, workdir)
+                artifact = await self._build(cmd, delivery, logs, events, workdir, deadline)
             except BuildFailed as exc:
                 error = logs.mask(str(exc))  # git may echo a URL's password back
                 logs.system(f"✖ Build failed: {error}")
@@ -137,13 +190,20 @@ class BuildWorker:
             log.info("build_succeeded", artifact=artifact.key, size=artifact.size)
             return Outcome.ACK
         except asyncio.CancelledError:
-            logs.system(
-                "■ The worker is shutting down: this attempt stops here and the build "
-                "will be retried"
-            )
+            stalled_s = delivery.stalled_s
+            if stalled_s is not None:  # the watchdog of libs.jobs, not a shutdown
+                logs.system(
+                    f"■ No progress for {stalled_s:.0f}s: this attempt stops here and the build "
+                    "will be retried"
+                )
+            else:
+                logs.system(
+                    "■ The worker is shutting down: this attempt stops here and the build "
+                    "will be retried"
+                )
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(logs.flush(), INTERRUPT_FLUSH_S)
-            log.info("build_handed_back", step=events.step)
+            log.info("build_handed_back", step=events.step, stalled_s=stalled_s)
             raise
         except Exception as exc:
             return await self._infrastructure_failure(exc, delivery, logs, events)
@@ -157,23 +217,34 @@ class BuildWorker:
     ) -> Outcome:
         attempt = delivery.num_delivered
         step = events.step
-        log.error("build_attempt_error", attempt=attempt, step=step, exc_info=exc)
+        unavailable = _nats_unavailable(exc)
+        if unavailable is not None:
+            # Not a bug: NATS stayed away past the attempt's deadline. Said plainly, no traceback.
+            reason = f"NATS was unavailable for {unavailable.waited_s:.0f}s"
+            stopped = f"stopped: {reason}"
+            log.error("build_attempt_error", attempt=attempt, step=step, error=str(unavailable))
+        else:
+            reason = f"an internal error ({type(exc).__name__})"
+            stopped = f"stopped by {reason}"
+            log.error("build_attempt_error", attempt=attempt, step=step, exc_info=exc)
         if not delivery.last_attempt:
             self._finished["retried"] += 1
-            logs.system(
-                f"⚠ Attempt {attempt} stopped by an internal error "
-                f"({type(exc).__name__}); the build will be retried"
-            )
+            logs.system(f"⚠ Attempt {attempt} {stopped}; the build will be retried")
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(logs.flush(), INTERRUPT_FLUSH_S)
             return Outcome.RETRY
         # The last delivery: report the build failed instead of leaving it "running" forever.
-        error = (
-            f"Internal error in the build-worker after {attempt} attempt(s): {type(exc).__name__}"
-        )
+        if unavailable is not None:
+            error = f"The build-worker gave up after {attempt} attempt(s): {reason}"
+        else:
+            error = (
+                f"Internal error in the build-worker after {attempt} attempt(s): "
+                f"{type(exc).__name__}"
+            )
         logs.system(f"✖ Build failed: {error}")
         try:
-            await events.report("failed", step=step, error=error)
+            last_chance = max(time.monotonic() + LAST_REPORT_S, events.deadline())
+            await events.report("failed", step=step, error=error, deadline=last_chance)
         except Exception as report_exc:
             log.error("build_failure_unreported", error=str(report_exc))
             return Outcome.RETRY  # nothing more will be delivered; the advisory tells the rest
@@ -185,15 +256,13 @@ class BuildWorker:
     async def _build(
         self,
         cmd: BuildRequested,
-        attempt: int,
+        delivery: Delivery,
         logs: LogPublisher,
         events: StatusReporter,
         workdir: Path,
+        deadline: Deadline,
     ) -> Artifact:
         settings = self._settings
-        deadline = Deadline(time.monotonic(), cmd.config.timeout_s or settings.timeout_s)
-        if attempt > 1:
-            logs.system(f"▶ Attempt {attempt} (previous attempt was interrupted)")
         await asyncio.to_thread(workdir.mkdir, parents=True)
 
         await events.report("cloning", step="clone")
@@ -202,13 +271,14 @@ class BuildWorker:
         ref = cmd.ref.strip() or "HEAD"
         logs.system(f"▶ Cloning {source.display} (ref {ref})")
         started = time.monotonic()
-        checkout = await clone(
-            source,
-            ref,
-            workdir / "src",
-            env=git_env(source, token=settings.git_token, token_hosts=settings.git_token_hosts),
-            timeout_s=deadline.remaining(),
-        )
+        with delivery.working():  # bounded by the build's time limit, however quiet
+            checkout = await clone(
+                source,
+                ref,
+                workdir / "src",
+                env=git_env(source, token=settings.git_token, token_hosts=settings.git_token_hosts),
+                timeout_s=deadline.remaining(),
+            )
         events.commit_sha = checkout.commit_sha
         events.commit_message = checkout.commit_message
         logs.system(f"✔ Cloned {checkout.commit_sha[:7]} in {_seconds(started)}")
@@ -222,15 +292,16 @@ class BuildWorker:
             )
         if plan.timeout_s:
             deadline.limit_s = plan.timeout_s
-        await self._run_commands(cmd.project_id, plan, logs, events, workdir, deadline)
+        await self._run_commands(cmd.project_id, plan, delivery, logs, events, workdir, deadline)
 
         await events.report("packaging", step="package")
-        return await self._package(cmd.build_id, plan, logs, workdir)
+        return await self._package(cmd.build_id, plan, logs, workdir, deadline)
 
     async def _run_commands(
         self,
         project_id: str,
         plan: BuildPlan,
+        delivery: Delivery,
         logs: LogPublisher,
         events: StatusReporter,
         workdir: Path,
@@ -272,20 +343,21 @@ class BuildWorker:
             how = invocation(parse_command(command), plan.root, env)
             if how.note:
                 logs.system(f"▶ {how.note}")
-            took = await run_command(
-                how.argv,
-                cwd=plan.root,
-                env={**env, **how.env},
-                sink=logs.write,
-                timeout_s=deadline.remaining(),
-            )
+            with delivery.working():  # bounded by the build's time limit, however quiet
+                took = await run_command(
+                    how.argv,
+                    cwd=plan.root,
+                    env={**env, **how.env},
+                    sink=logs.write,
+                    timeout_s=deadline.remaining(),
+                )
             logs.system(f"✔ {label} finished in {took:.1f}s")
             if install is not None:
                 await install.save()
             await logs.flush()
 
     async def _package(
-        self, build_id: str, plan: BuildPlan, logs: LogPublisher, workdir: Path
+        self, build_id: str, plan: BuildPlan, logs: LogPublisher, workdir: Path, deadline: Deadline
     ) -> Artifact:
         output = resolve_output(plan)
         rel = output.relative_to(plan.checkout).as_posix()
@@ -297,10 +369,23 @@ class BuildWorker:
             logs.system(f"⚠ Left out {entry}")
         if not (output / "index.html").is_file():
             logs.system(f"⚠ {label} has no index.html at its top level")
-        artifact = await upload_artifact(self._js, build_id, package)
+        artifact = await upload_artifact(
+            self._js, build_id, package, deadline=deadline.outage_until()
+        )
         logs.system(
             f"✔ Packaged {package.files} file{'' if package.files == 1 else 's'} "
             f"({human_size(package.size)}, sha256 "
             f"{package.sha256[:12]}) in {_seconds(started)}"
         )
         return artifact
+
+
+def _nats_unavailable(exc: BaseException) -> NatsUnavailable | None:
+    """The `NatsUnavailable` behind `exc` (raised as is, or as the cause of a log publisher's
+    error), if that is why the attempt stopped."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NatsUnavailable):
+            return seen
+        seen = seen.__cause__
+    return None

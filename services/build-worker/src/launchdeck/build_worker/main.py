@@ -32,6 +32,9 @@ def build_jobs(settings: Settings) -> ConsumerSpec[BuildRequested]:
         # its build is redelivered once this expires.
         ack_wait_s=settings.ack_wait_s,
         max_deliver=3,
+        # Heartbeats alone would keep a stuck build "building" forever: the watchdog fails an
+        # attempt that stops making progress (handler.py says what counts).
+        stall_timeout_s=settings.stall_timeout_s,
     )
 
 

@@ -44,6 +44,13 @@ class Settings:
     # JetStream AckWait of the build jobs: a job whose worker died (no heartbeat) is
     # redelivered this long after its last heartbeat.
     ack_wait_s: float = 30.0
+    # NATS away mid-build: unsent log lines held (past it they are counted and dropped) …
+    log_buffer_lines: int = 10_000
+    # … and how long past the build's time limit its publishes still wait for NATS.
+    outage_grace_s: float = 120.0
+    # The watchdog: an attempt without progress for this long is cancelled and redelivered
+    # (None: off). A running clone or build command counts as progress.
+    stall_timeout_s: float | None = 600.0
     # Sent only to `git_token_hosts`, as an HTTP header through git's environment; never logged.
     git_token: str | None = field(default=None, repr=False)
     git_token_hosts: tuple[str, ...] = ("github.com",)
@@ -61,15 +68,25 @@ class Settings:
         log_max_bytes = env_int("LAUNCHDECK_LOG_MAX_BYTES", 10 * 1024 * 1024)
         cache_keep = env_int("LAUNCHDECK_BUILD_CACHE_KEEP", 2)
         ack_wait_s = env_float("LAUNCHDECK_BUILD_ACK_WAIT_S", 30.0)
-        if ack_wait_s < 1:
+        log_buffer_lines = env_int("LAUNCHDECK_LOG_BUFFER_LINES", 10_000)
+        outage_grace_s = env_float("LAUNCHDECK_BUILD_OUTAGE_GRACE_S", 120.0)
+        stall_timeout_s = env_float("LAUNCHDECK_BUILD_STALL_TIMEOUT_S", 600.0)
+        for name, number in (
+            ("LAUNCHDECK_BUILD_ACK_WAIT_S", ack_wait_s),
+            ("LAUNCHDECK_BUILD_OUTAGE_GRACE_S", outage_grace_s),
+        ):
+            if number < 1:
+                raise SettingsError(f"environment variable {name} must be at least 1")
+        if stall_timeout_s < 0:
             raise SettingsError(
-                "environment variable LAUNCHDECK_BUILD_ACK_WAIT_S must be at least 1"
+                "environment variable LAUNCHDECK_BUILD_STALL_TIMEOUT_S must be 0 (off) or more"
             )
         for name, value in (
             ("LAUNCHDECK_BUILD_CONCURRENCY", concurrency),
             ("LAUNCHDECK_BUILD_TIMEOUT_S", timeout_s),
             ("LAUNCHDECK_LOG_MAX_BYTES", log_max_bytes),
             ("LAUNCHDECK_BUILD_CACHE_KEEP", cache_keep),
+            ("LAUNCHDECK_LOG_BUFFER_LINES", log_buffer_lines),
         ):
             if value < 1:
                 raise SettingsError(f"environment variable {name} must be at least 1")
@@ -86,6 +103,9 @@ class Settings:
             timeout_s=timeout_s,
             log_max_bytes=log_max_bytes,
             ack_wait_s=ack_wait_s,
+            log_buffer_lines=log_buffer_lines,
+            outage_grace_s=outage_grace_s,
+            stall_timeout_s=stall_timeout_s or None,
             git_token=env_opt("LAUNCHDECK_GIT_TOKEN"),
             git_token_hosts=tuple(
                 h.lower() for h in env_list("LAUNCHDECK_GIT_TOKEN_HOSTS", ("github.com",))

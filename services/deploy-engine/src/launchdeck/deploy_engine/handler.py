@@ -6,6 +6,10 @@ which is how a rollback works) → production: swap `current` and make sure the 
 exists; preview: add the preview's routes → check through the edge that it answers → active
 with its URL. Any failure leaves the previous release serving and reports `failed` with a
 readable reason. Old releases are pruned afterwards.
+
+Status events wait through a NATS outage (`libs.publish`) until the attempt's deadline
+(`deadline_s` after it started), then the attempt fails and is redelivered; each stored event is
+the attempt's progress for the watchdog of `libs.jobs`.
 """
 
 from __future__ import annotations
@@ -40,15 +44,26 @@ from launchdeck.deploy_engine.sites import Sites
 from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.logging import bind_ids, get_logger
 from launchdeck.libs.objects import download
+from launchdeck.libs.publish import publish_once_by_id
 
 log = get_logger(__name__)
 
 # index.html up to this size is compared byte for byte with what the edge serves.
 MAX_COMPARED_INDEX = 4 * 1024 * 1024
+# A `failed` report made after the attempt's deadline passed still waits this long for NATS.
+LAST_REPORT_S = 30.0
 
 
 class DeployFailed(Exception):
     """A permanent failure with a reason meant for the user."""
+
+
+class _Attempt:
+    """One delivery of a deploy command: until when its events wait for NATS."""
+
+    def __init__(self, delivery: Delivery, deadline: float) -> None:
+        self.delivery = delivery
+        self.deadline = deadline  # time.monotonic()
 
 
 class DeployHandler:
@@ -63,6 +78,7 @@ class DeployHandler:
         limits: Limits | None = None,
         keep_releases: int = 10,
         verify_timeout_s: float = 5.0,
+        deadline_s: float = 600.0,
     ) -> None:
         self.js = js
         self.store = store
@@ -72,6 +88,7 @@ class DeployHandler:
         self.limits = limits or Limits()
         self.keep_releases = keep_releases
         self.verify_timeout_s = verify_timeout_s
+        self.deadline_s = deadline_s  # one attempt's time to get its events through NATS
         self._locks: dict[str, asyncio.Lock] = {}
         self.in_flight = 0
         self.activated = 0
@@ -90,7 +107,8 @@ class DeployHandler:
 
     async def _handle(self, cmd: DeployRequested, delivery: Delivery) -> Outcome:
         started = time.monotonic()
-        await self._publish(cmd, "activating")
+        attempt = _Attempt(delivery, started + self.deadline_s)
+        await self._publish(cmd, attempt, "activating")
         try:
             check_project_name(cmd.project_name)
             check_build_id(cmd.build_id)
@@ -99,7 +117,7 @@ class DeployHandler:
                 if self.store.is_removed(cmd.project_id):
                     raise DeployFailed("the project was deleted")
                 url = await self._activate(cmd)
-                await self._publish(cmd, "active", url=url)
+                await self._publish(cmd, attempt, "active", url=url)
                 self.activated += 1
                 log.info(
                     "deployment_active",
@@ -109,13 +127,13 @@ class DeployHandler:
                 )
                 await self._prune(cmd.project_name, cmd.build_id)
         except (DeployFailed, InvalidName) as exc:
-            await self._fail(cmd, str(exc))
+            await self._fail(cmd, attempt, str(exc))
         except Exception as exc:
             if not delivery.last_attempt:
                 log.warning("deploy_retry", error=str(exc), attempt=delivery.num_delivered)
                 return Outcome.RETRY
             log.exception("deploy_crashed")
-            await self._fail(cmd, f"internal error: {exc}")
+            await self._fail(cmd, attempt, f"internal error: {exc}")
         return Outcome.ACK
 
     async def handle_undeploy(self, cmd: UndeployRequested, delivery: Delivery) -> Outcome:
@@ -144,14 +162,17 @@ class DeployHandler:
         log.info("project_undeployed", project=cmd.project_name, releases_removed=removed)
         return Outcome.ACK
 
-    async def _fail(self, cmd: DeployRequested, reason: str) -> None:
+    async def _fail(self, cmd: DeployRequested, attempt: _Attempt, reason: str) -> None:
         self.failed += 1
         log.warning("deployment_failed", error=reason)
-        await self._publish(cmd, "failed", error=reason)
+        # Also after the deadline (the failure may be NATS itself): one more moment to say so.
+        attempt.deadline = max(attempt.deadline, time.monotonic() + LAST_REPORT_S)
+        await self._publish(cmd, attempt, "failed", error=reason)
 
     async def _publish(
         self,
         cmd: DeployRequested,
+        attempt: _Attempt,
         status: DeploymentStatus,
         *,
         url: str | None = None,
@@ -167,11 +188,15 @@ class DeployHandler:
             error=error,
             at=datetime.now(UTC),
         )
-        await self.js.publish(
+        await publish_once_by_id(
+            self.js,
             deployment_event_subject(cmd.project_id, cmd.deployment_id),
             encode(event),
-            headers={"Nats-Msg-Id": f"{cmd.deployment_id}:{status}"},
+            msg_id=f"{cmd.deployment_id}:{status}",
+            deadline=attempt.deadline,
+            what=f"the deployment's {status!r} event",
         )
+        attempt.delivery.progress()
 
     async def _activate(self, cmd: DeployRequested) -> str:
         project, build_id = cmd.project_name, cmd.build_id

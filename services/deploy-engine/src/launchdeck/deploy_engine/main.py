@@ -87,6 +87,7 @@ async def serve(service: Service[Settings]) -> None:
             site_url=settings.site_url,
             limits=settings.limits,
             keep_releases=settings.keep_releases,
+            deadline_s=settings.timeout_s,
         )
         await service.register("Releases, activation and the Caddy edge", handler.status)
         runner = web.AppRunner(make_app(store, sites, probe))
@@ -97,6 +98,7 @@ async def serve(service: Service[Settings]) -> None:
             durable=s.CONSUMER_DEPLOY_ENGINES,
             subject=s.SUBJECT_DEPLOY_JOBS,
             message_type=DeployRequested,
+            stall_timeout_s=settings.timeout_s,  # progress: each stored status event
         )
         undeploy_spec = ConsumerSpec(
             stream=s.STREAM_DEPLOYS,

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launchdeck.deploy_engine.extract import Limits
-from launchdeck.libs.settings import SettingsError, env_int, env_opt, env_str, nats_url
+from launchdeck.libs.settings import (
+    SettingsError,
+    env_float,
+    env_int,
+    env_opt,
+    env_str,
+    nats_url,
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,9 @@ class Settings:
     keep_releases: int
     concurrency: int
     limits: Limits
+    # One deploy attempt's time: its status events wait for NATS until then, and the watchdog
+    # cancels (and redelivers) an attempt that stores no event for that long.
+    timeout_s: float = 600.0
 
     @property
     def edge_probe_host(self) -> str:
@@ -62,6 +72,7 @@ class Settings:
                 max_files=env_int("LAUNCHDECK_RELEASE_MAX_FILES", Limits.max_files),
                 max_bytes=env_int("LAUNCHDECK_RELEASE_MAX_BYTES", Limits.max_bytes),
             ),
+            timeout_s=env_float("LAUNCHDECK_DEPLOY_TIMEOUT_S", 600.0),
         )
         settings.validate()
         return settings
@@ -74,6 +85,7 @@ class Settings:
             ("LAUNCHDECK_DEPLOY_CONCURRENCY", self.concurrency, 1),
             ("LAUNCHDECK_RELEASE_MAX_FILES", self.limits.max_files, 1),
             ("LAUNCHDECK_RELEASE_MAX_BYTES", self.limits.max_bytes, 1),
+            ("LAUNCHDECK_DEPLOY_TIMEOUT_S", self.timeout_s, 1),
         ):
             if value < low:
                 raise SettingsError(f"environment variable {name} must be at least {low}")

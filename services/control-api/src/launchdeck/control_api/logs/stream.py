@@ -33,8 +33,12 @@ log = get_logger(__name__)
 # How long the reader of a finished build waits for its eof batch when the build's terminal
 # status was recorded before the worker's last batch landed in the stream.
 EOF_WAIT_S = 5.0
-# A live reader with nothing new for this long re-subscribes from where it was.
-IDLE_RESUBSCRIBE_S = 15.0
+# A live reader with nothing new for this long re-subscribes from where it was: its ordered
+# consumer may have died with a node (on a cluster, it lives on the stream's leader) or with a
+# NATS restart, and nats-py does not always notice. A new consumer is cheap; a viewer left
+# waiting is not (measured: the first line after a LOGS leader was killed came 15 s late with
+# 15 s here, within 6 s with 5 s).
+IDLE_RESUBSCRIBE_S = 5.0
 
 _batch_decoder = msgspec.json.Decoder(LogBatch)
 
