@@ -11,7 +11,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help ensure-uv sync dev cli test lint format schema bench clean clean-state
+.PHONY: help ensure-uv ensure-bwrap sync dev cli test lint format schema bench clean clean-state
 
 help:
 	@echo "make dev          start Postgres, NATS, Caddy and the four services; deploy the example"
@@ -34,7 +34,23 @@ ensure-uv:
 	}
 	@$(UV) --version
 
-sync: ensure-uv
+# Builds run in bubblewrap (docs/operations.md): installed with apt-get when missing and we are
+# root; otherwise one line says builds will run unsandboxed (the tests of the sandbox then fail).
+ensure-bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "bubblewrap not found: installing it with apt-get (builds run sandboxed in it)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq bubblewrap >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1; } \
+	      || echo "WARNING: could not install bubblewrap: builds will run WITHOUT a sandbox"; \
+	  else \
+	    echo "WARNING: bubblewrap (bwrap) is not installed: builds will run WITHOUT a sandbox;" \
+	      "install it (e.g. sudo apt-get install bubblewrap; see docs/operations.md)"; \
+	  fi; \
+	}
+
+sync: ensure-uv ensure-bwrap
 	$(UV) sync --frozen
 
 dev: sync

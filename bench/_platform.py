@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class Dev:
     token: str
     nats_url: str
     state_dir: Path
+    # The operator's NATS login (dev.json's `nats_user`/`nats_password`) as nats-py's options;
+    # empty with an external NATS_URL, whose own credentials are in the URL.
+    nats_login: dict[str, str] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -93,6 +96,11 @@ async def _platform_in(state_dir: Path, extra_env: dict[str, str]) -> AsyncItera
             token=info["admin_token"],
             nats_url=info["nats_url"],
             state_dir=state_dir,
+            nats_login=(
+                {"user": info["nats_user"], "password": info["nats_password"]}
+                if info.get("nats_user")
+                else {}
+            ),
         )
     finally:
         proc.send_signal(signal.SIGINT)

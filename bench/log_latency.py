@@ -53,8 +53,10 @@ def report(name: str, delays_ms: list[float], seconds: float) -> float:
     return rate
 
 
-async def baseline(nats_url: str, lines: int, rate: float) -> tuple[list[float], float]:
-    nc = await nats.connect(nats_url)
+async def baseline(
+    nats_url: str, login: dict[str, str], lines: int, rate: float
+) -> tuple[list[float], float]:
+    nc = await nats.connect(nats_url, **login)  # as the operator: the server requires a login
     delays: list[float] = []
     arrivals: list[float] = []
     done = asyncio.Event()
@@ -86,7 +88,7 @@ async def run(lines: int, rate: float) -> None:
 
 async def measure(repo: Path, lines: int, rate: float) -> None:
     async with running_platform() as dev, aiohttp.ClientSession() as session:
-        base_delays, base_secs = await baseline(dev.nats_url, lines, rate)
+        base_delays, base_secs = await baseline(dev.nats_url, dev.nats_login, lines, rate)
         await api(
             session,
             dev,

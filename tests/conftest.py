@@ -4,6 +4,9 @@ The servers start once per session from the pip-installed binaries (or come from
 `LAUNCHDECK_TEST_NATS_URL` / `LAUNCHDECK_TEST_DATABASE_URL`); each test module gets a fresh,
 migrated database. NATS clusters (3 JetStream nodes of the pip-installed server on free ports):
 `nats_cluster` per module, `make_nats_cluster` per test (helpers in tests/nats_cluster.py).
+
+Like `launchdeck dev`'s, every server requires credentials: each NATS server the platform's users
+(tests/nats_auth.py; the URLs the fixtures give log in as the operator), Postgres a password.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from launchdeck.devservers import (
 )
 from launchdeck.libs import db
 from launchdeck.libs.jetstream import connect, provision
+from launchdeck.libs.nats_access import new_password
 from tests.libs.support import RestartableNats
+from tests.nats_auth import AUTH_CONFIG, operator_url
 from tests.nats_cluster import MakeNatsCluster
 from tests.support import GitRepoFactory, commit_files, git
 
@@ -46,14 +51,22 @@ def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def nats_url(servers_dir: Path) -> Iterator[str]:
+def nats_log(servers_dir: Path) -> Path:
+    """The session NATS's log (where it says what it refused to whom); absent with
+    `LAUNCHDECK_TEST_NATS_URL`."""
+    return servers_dir / "nats.log"
+
+
+@pytest.fixture(scope="session")
+def nats_url(servers_dir: Path, nats_log: Path) -> Iterator[str]:
+    """The session NATS, logging in as the operator (tests/nats_auth.py)."""
     external = os.environ.get("LAUNCHDECK_TEST_NATS_URL")
     if external:
         yield external
         return
-    server = start_nats(servers_dir / "nats", log_file=servers_dir / "nats.log")
+    server = start_nats(servers_dir / "nats", log_file=nats_log, config=AUTH_CONFIG)
     try:
-        yield server.url
+        yield operator_url(server.url)
     finally:
         server.stop()
 
@@ -62,10 +75,10 @@ def nats_url(servers_dir: Path) -> Iterator[str]:
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     """A 3-node JetStream cluster shared by the tests of one module, formed (every node knows
     the meta leader and sees the others) before the first test. Its URL for clients:
-    `nats_cluster.url` (every node, comma-separated). A test that kills, stops or restarts a
-    node must leave it running again, or use `make_nats_cluster` instead."""
+    `operator_url(nats_cluster.url)` (every node, comma-separated). A test that kills, stops or
+    restarts a node must leave it running again, or use `make_nats_cluster` instead."""
     base = tmp_path_factory.mktemp("nats-cluster")
-    cluster = start_nats_cluster(base / "nodes", 3, log_dir=base)
+    cluster = start_nats_cluster(base / "nodes", 3, config=AUTH_CONFIG, log_dir=base)
     try:
         yield cluster
     finally:
@@ -74,14 +87,16 @@ def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsClust
 
 @pytest.fixture
 def make_nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeNatsCluster]:
-    """Factory: `make_nats_cluster(size=3, config="")` starts a fresh cluster of this test's own
-    (`config`: more configuration for every node, e.g. `authorization { … }`); every cluster it
-    made is stopped after the test, whatever the test did to its nodes."""
+    """Factory: `make_nats_cluster(size=3, config=None)` starts a fresh cluster of this test's own
+    (`config`: more configuration for every node, e.g. another `authorization { … }`; None: the
+    platform's users, as everywhere); every cluster it made is stopped after the test, whatever
+    the test did to its nodes."""
     started: list[NatsCluster] = []
 
-    def make(size: int = 3, config: str = "") -> NatsCluster:
+    def make(size: int = 3, config: str | None = None) -> NatsCluster:
         base = tmp_path_factory.mktemp("nats-cluster")
-        cluster = start_nats_cluster(base / "nodes", size, config=config, log_dir=base)
+        extra = AUTH_CONFIG if config is None else config
+        cluster = start_nats_cluster(base / "nodes", size, config=extra, log_dir=base)
         started.append(cluster)
         return cluster
 
@@ -96,7 +111,8 @@ def pg_dsn(servers_dir: Path) -> Iterator[str]:
     if external:
         yield external
         return
-    server = start_postgres(servers_dir / "pg" / "data")
+    # Password logins only, as in `launchdeck dev` (the DSN carries the password).
+    server = start_postgres(servers_dir / "pg" / "data", password=new_password())
     try:
         yield server.dsn
     finally:

@@ -26,9 +26,11 @@ RUN uv sync --frozen --no-dev --no-editable --package launchdeck-build-worker
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 launchdeck
-# Builds run git and the projects' own toolchains (Node.js for package.json projects).
+# Builds run git and the projects' own toolchains (Node.js for package.json projects), sandboxed
+# in bubblewrap (the container must be allowed user namespaces; else the worker says so at start
+# and in every build's log, and runs builds unsandboxed: docs/operations.md).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git ca-certificates nodejs npm \
+ && apt-get install -y --no-install-recommends git ca-certificates nodejs npm bubblewrap \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH LAUNCHDECK_STATE_DIR=/data LAUNCHDECK_LOG_FORMAT=json

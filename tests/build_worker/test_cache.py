@@ -97,7 +97,7 @@ def age_entry(entry: Path, seconds: float = 60) -> None:
 
 def saved_entry(tmp_path: Path, keep: int = 2) -> tuple[ProjectCache, CacheKey]:
     root, home, snapshot = installed(tmp_path, "first")
-    cache = ProjectCache(tmp_path / "cache", PROJECT, keep)
+    cache = ProjectCache(tmp_path / "cache", PROJECT, keep, "production")
     key = key_of(root)
     cache.save(key, {"root": root, "home": home}, snapshot.changes())
     return cache, key
@@ -215,7 +215,7 @@ def test_an_entry_missing_files_is_refused_and_undone(tmp_path: Path) -> None:
     cache, key = saved_entry(tmp_path)
     (cache.entries / key.digest / "root/node_modules/left-pad/package.json").unlink()
     areas = fresh(tmp_path, "second")
-    with pytest.raises(CacheError, match="holds 5 files where 6 were saved"):
+    with pytest.raises(CacheError, match=r"root/node_modules/left-pad/package\.json is missing"):
         cache.restore(key, areas)
     assert not (areas["root"] / "node_modules").exists()
     assert not (areas["home"] / ".cache").exists()
@@ -236,6 +236,70 @@ def test_an_in_place_edit_through_a_hardlink_spoils_the_entry(tmp_path: Path) ->
     assert not (cache.entries / key.digest).exists()
 
 
+def tamper(path: Path, text: str) -> None:
+    """Change a file's content, keeping its size and its times (what an mtime check sees)."""
+    st = path.stat()
+    assert len(text.encode()) == st.st_size
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_tampered_file_is_detected_and_not_restored(tmp_path: Path) -> None:
+    """An entry file whose content changed — same size, same mtime — is refused by its sha256:
+    nothing of the entry reaches the build and the entry is removed."""
+    cache, key = saved_entry(tmp_path)
+    entry = cache.entries / key.digest
+    tamper(entry / "root/node_modules/left-pad/index.js", "require('evil')!!!")
+    areas = fresh(tmp_path, "second")
+    with pytest.raises(
+        CacheError, match=r"root/node_modules/left-pad/index\.js was modified after it was saved"
+    ):
+        cache.restore(key, areas)
+    assert not (areas["root"] / "node_modules").exists()
+    assert (areas["root"] / "public/robots.txt").read_text() == "User-agent: *"
+    assert not entry.exists()
+
+
+def test_only_what_the_manifest_lists_is_restored(tmp_path: Path) -> None:
+    """A file planted in an entry (in a directory the manifest lists) never reaches the build;
+    a listed link turned into a file, or a file into a link, is refused."""
+    cache, key = saved_entry(tmp_path)
+    entry = cache.entries / key.digest
+    (entry / "root/node_modules/left-pad/evil.js").write_text("planted")
+    areas = fresh(tmp_path, "second")
+    restored = cache.restore(key, areas)
+    assert restored is not None
+    assert restored.files == 6
+    assert not (areas["root"] / "node_modules/left-pad/evil.js").exists()
+
+    index = entry / "root/node_modules/left-pad/index.js"
+    index.unlink()
+    index.symlink_to("/etc/hostname")
+    with pytest.raises(CacheError, match="is no longer a regular file"):
+        cache.restore(key, fresh(tmp_path, "third"))
+
+
+def test_preview_and_production_builds_never_share_a_cache(tmp_path: Path) -> None:
+    """What a preview build saved is a miss for a production build of the same lock file (and
+    the other way round); their download caches are apart; an entry moved from the preview side
+    into the production side is refused."""
+    root, home, snapshot = installed(tmp_path, "preview-build")
+    key = key_of(root)
+    preview = ProjectCache(tmp_path / "cache", PROJECT, 2, "preview")
+    production = ProjectCache(tmp_path / "cache", PROJECT, 2, "production")
+    preview.save(key, {"root": root, "home": home}, snapshot.changes())
+
+    assert production.restore(key, fresh(tmp_path, "production-build")) is None
+    assert preview.restore(key, fresh(tmp_path, "next-preview")) is not None
+    assert set(preview.download_env().values()).isdisjoint(production.download_env().values())
+
+    production.entries.mkdir(parents=True)
+    os.rename(preview.entries / key.digest, production.entries / key.digest)
+    with pytest.raises(CacheError, match="saved by a preview build"):
+        production.restore(key, fresh(tmp_path, "production-again"))
+    assert not (production.entries / key.digest).exists()
+
+
 def test_restore_refuses_a_checkout_link_leading_outside(tmp_path: Path) -> None:
     """A checkout whose public/ links elsewhere gets nothing written through that link."""
     cache, key = saved_entry(tmp_path)
@@ -254,7 +318,7 @@ def test_restore_refuses_a_checkout_link_leading_outside(tmp_path: Path) -> None
 def test_saving_the_same_key_twice_keeps_one_good_entry(tmp_path: Path) -> None:
     """Concurrent saves of one key: one wins, the other reports it, no temp dir is left."""
     root, home, snapshot = installed(tmp_path, "first")
-    cache = ProjectCache(tmp_path / "cache", PROJECT, 2)
+    cache = ProjectCache(tmp_path / "cache", PROJECT, 2, "production")
     key = key_of(root)
     paths = snapshot.changes()
     results = []
@@ -278,7 +342,7 @@ def test_saving_the_same_key_twice_keeps_one_good_entry(tmp_path: Path) -> None:
 
 def test_prune_keeps_the_most_recently_used_keys(tmp_path: Path) -> None:
     """keep=2 of 3 entries: the least recently used goes; a restore counts as a use."""
-    cache = ProjectCache(tmp_path / "cache", PROJECT, keep=2)
+    cache = ProjectCache(tmp_path / "cache", PROJECT, 2, "production")
     keys = []
     for n in range(3):
         root, home, snapshot = installed(tmp_path, f"b{n}")
@@ -316,8 +380,8 @@ def test_prune_clears_broken_entries_and_stale_leftovers(tmp_path: Path) -> None
 def test_download_caches_are_per_project(tmp_path: Path) -> None:
     """npm, yarn, pnpm and corepack are pointed at directories of their own under the
     project's cache."""
-    env = ProjectCache(tmp_path / "cache", PROJECT, 2).download_env()
-    base = tmp_path / "cache" / PROJECT / "downloads"
+    env = ProjectCache(tmp_path / "cache", PROJECT, 2, "production").download_env()
+    base = tmp_path / "cache" / PROJECT / "production" / "downloads"
     assert env == {
         "npm_config_cache": str(base / "npm"),
         "YARN_CACHE_FOLDER": str(base / "yarn"),
@@ -326,9 +390,9 @@ def test_download_caches_are_per_project(tmp_path: Path) -> None:
         "COREPACK_HOME": str(base / "corepack"),
     }
     assert all(Path(path).is_dir() for path in env.values())
-    odd = ProjectCache(tmp_path / "cache", "../escape", 2)
-    assert odd.dir.parent == tmp_path / "cache"
-    assert odd.dir.name.startswith("p-")
+    odd = ProjectCache(tmp_path / "cache", "../escape", 2, "preview")
+    assert odd.dir.parent.parent == tmp_path / "cache"
+    assert odd.dir.parent.name.startswith("p-")
 
 
 @pytest.mark.parametrize(

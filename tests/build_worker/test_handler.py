@@ -261,12 +261,15 @@ async def wait_for_line(js: JetStreamContext, cmd: BuildRequested, text: str) ->
 
 async def test_interrupted_build_is_continued_by_the_next_attempt(
     js: JetStreamContext,
-    worker: BuildWorker,
+    build_dir: Path,
     command: CommandFactory,
     make_git_repo: GitRepoFactory,
     tmp_path: Path,
 ) -> None:
     """Cancelled mid-build (shutdown) then redelivered: seq continues, attempt 2 is marked."""
+    # Unsandboxed: the build tells the test its pid, and attempt 2 that attempt 1 ran, through a
+    # file outside its workspace (test_sandbox.py covers cancelling a sandboxed build).
+    worker = BuildWorker(js, make_settings(build_dir, sandbox="none"))
     marker = tmp_path / "first-attempt.pid"
     repo = make_git_repo({"slow.py": INTERRUPTIBLE.format(marker=str(marker))})
     cmd = command(repo, build_command="python3 slow.py")

@@ -65,6 +65,8 @@ async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     marker = tmp_path / "first-attempt.pid"
     repo = make_git_repo({"slow.py": INTERRUPTIBLE.format(marker=str(marker))})
     cmd = command(repo, build_command="python3 slow.py")
+    # The build reports through a file outside its workspace: unsandboxed.
+    worker_process.env["LAUNCHDECK_BUILD_SANDBOX"] = "none"
     worker_process.start()
     await js.publish(SUBJECT_BUILD_JOBS, encode(cmd), headers={"Nats-Msg-Id": cmd.build_id})
     await wait_for_event(js, cmd, "building", 1, worker_process)

@@ -22,7 +22,8 @@ from tests.libs.support import RestartableNats
 from tests.polling import eventually
 from tests.support import GitRepoFactory
 
-# Prints a numbered line every 50 ms until the test says stop (or 2 minutes pass).
+# Prints a numbered line every 50 ms until the test says stop (or 2 minutes pass). The test says
+# so with a file outside the build's workspace, so these builds run unsandboxed.
 STEADY = """\
 import os, time
 finish = {finish!r}
@@ -106,7 +107,7 @@ async def test_a_build_rides_out_nats_stopped_for_20_seconds(
         make_git_repo({"steady.py": STEADY.format(finish=str(finish))}),
         build_command="python3 steady.py",
     )
-    worker = BuildWorker(own_js, make_settings(build_dir, log_buffer_lines=100))
+    worker = BuildWorker(own_js, make_settings(build_dir, log_buffer_lines=100, sandbox="none"))
     build = asyncio.create_task(worker.handle_build(cmd, delivery(1)))
     try:
         await eventually("line 20 stored", lambda: logged(own_js, cmd, "line 20"), timeout_s=20)
@@ -153,7 +154,7 @@ async def test_an_outage_past_the_deadline_fails_the_attempt_and_the_next_one_sa
         build_command="python3 late.py",
         timeout_s=6,
     )
-    worker = BuildWorker(own_js, make_settings(build_dir, outage_grace_s=1.0))
+    worker = BuildWorker(own_js, make_settings(build_dir, outage_grace_s=1.0, sandbox="none"))
     started = time.monotonic()
     with capture_logs() as events_logged:
         first = asyncio.create_task(worker.handle_build(cmd, delivery(1)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -124,3 +125,58 @@ async def test_background_children_do_not_outlive_the_command(tmp_path: Path) ->
     )
     await run(f"{sys.executable} daemon.py", tmp_path, timeout_s=20)
     await wait_gone(int(pid_file.read_text()))
+
+
+# Leaves two processes that escaped its process group and hold its stdout: `setsid sleep` and a
+# daemon (fork, setsid, fork again); writes their pids and exits at once.
+ESCAPE = """\
+import os, subprocess, sys
+escapee = subprocess.Popen(["setsid", "sleep", "1000"])
+open("setsid.pid", "w").write(str(escapee.pid))
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open("daemon.pid", "w").write(str(os.getpid()))
+        os.execvp("sleep", ["sleep", "1000"])
+    os._exit(0)
+while not os.path.exists("daemon.pid"):
+    pass
+print("spawned", flush=True)
+"""
+
+
+async def test_escaped_processes_holding_the_output_end_with_the_command(tmp_path: Path) -> None:
+    """A command that leaves a `setsid` child and a double-forked daemon holding its stdout
+    ends when it exits (not at its 600 s time limit), and both are killed (by their marker)."""
+    (tmp_path / "escape.py").write_text(ESCAPE)
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(15):
+            lines = await run(f"{sys.executable} escape.py", tmp_path, timeout_s=600)
+    finally:
+        pids = [int((tmp_path / f).read_text()) for f in ("setsid.pid", "daemon.pid")]
+    assert time.monotonic() - started < 10
+    assert lines == [("stdout", "spawned")]
+    for pid in pids:
+        await wait_gone(pid, 3.0)
+
+
+async def test_an_escapee_without_the_marker_is_found_by_the_pipe_it_holds(
+    tmp_path: Path,
+) -> None:
+    """A process that escaped with an empty environment (no marker) but still holds the output
+    pipe is found by the pipe, killed, and the command ends all the same."""
+    script = (
+        "import subprocess\n"
+        "p = subprocess.Popen(['setsid', 'sleep', '1000'], env={})\n"
+        "open('escapee.pid', 'w').write(str(p.pid))\n"
+        "print('spawned', flush=True)\n"
+    )
+    (tmp_path / "escape.py").write_text(script)
+    try:
+        async with asyncio.timeout(15):
+            lines = await run(f"{sys.executable} escape.py", tmp_path, timeout_s=600)
+    finally:
+        pid = int((tmp_path / "escapee.pid").read_text())
+    assert lines == [("stdout", "spawned")]
+    await wait_gone(pid, 3.0)

@@ -26,6 +26,9 @@ VARIABLES = (
     "LAUNCHDECK_LOG_BUFFER_LINES",
     "LAUNCHDECK_BUILD_OUTAGE_GRACE_S",
     "LAUNCHDECK_BUILD_STALL_TIMEOUT_S",
+    "LAUNCHDECK_BUILD_MAX_TIMEOUT_S",
+    "LAUNCHDECK_BUILD_CACHE_MAX_BYTES",
+    "LAUNCHDECK_BUILD_CACHE_MAX_AGE_DAYS",
 )
 
 
@@ -114,3 +117,51 @@ def test_outage_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env()
         monkeypatch.delenv(name)
+
+
+def test_operator_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time-limit ceiling and the cache's size and age: defaults (1 h, 10 GiB, 30 days),
+    values, and a default time limit above the ceiling refused at start."""
+    settings = Settings.from_env()
+    assert settings.max_timeout_s == 3600
+    assert (settings.cache_max_bytes, settings.cache_max_age_s) == (10 * 1024**3, 30 * 86400.0)
+    monkeypatch.setenv("LAUNCHDECK_BUILD_MAX_TIMEOUT_S", "7200")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE_MAX_BYTES", "1000000")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_CACHE_MAX_AGE_DAYS", "0.5")
+    settings = Settings.from_env()
+    assert (settings.max_timeout_s, settings.cache_max_bytes) == (7200, 1_000_000)
+    assert settings.cache_max_age_s == 43200.0
+    monkeypatch.setenv("LAUNCHDECK_BUILD_MAX_TIMEOUT_S", "600")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_BUILD_TIMEOUT_S must not exceed"):
+        Settings.from_env()
+    monkeypatch.setenv("LAUNCHDECK_BUILD_TIMEOUT_S", "600")
+    assert Settings.from_env().max_timeout_s == 600
+    for name in ("LAUNCHDECK_BUILD_CACHE_MAX_BYTES", "LAUNCHDECK_BUILD_CACHE_MAX_AGE_DAYS"):
+        monkeypatch.setenv(name, "0")
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env()
+        monkeypatch.delenv(name)
+
+
+def test_sandbox_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`LAUNCHDECK_BUILD_SANDBOX` is auto by default, one of three words (any case), anything
+    else stops the worker; the extra read-only paths must be absolute; the state directory is
+    known (so a sandboxed build never sees it)."""
+    monkeypatch.delenv("LAUNCHDECK_BUILD_SANDBOX", raising=False)
+    monkeypatch.delenv("LAUNCHDECK_BUILD_SANDBOX_RO_PATHS", raising=False)
+    monkeypatch.setenv("LAUNCHDECK_STATE_DIR", str(tmp_path / "state"))
+    settings = Settings.from_env()
+    assert (settings.sandbox, settings.sandbox_ro_paths) == ("auto", ())
+    assert settings.state_dir == tmp_path / "state"
+    monkeypatch.setenv("LAUNCHDECK_BUILD_SANDBOX", "NONE")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_SANDBOX_RO_PATHS", "/opt/sdk,/srv/tools")
+    settings = Settings.from_env()
+    assert settings.sandbox == "none"
+    assert settings.sandbox_ro_paths == (Path("/opt/sdk"), Path("/srv/tools"))
+    monkeypatch.setenv("LAUNCHDECK_BUILD_SANDBOX", "docker")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_BUILD_SANDBOX must be one of auto, bwrap"):
+        Settings.from_env()
+    monkeypatch.setenv("LAUNCHDECK_BUILD_SANDBOX", "bwrap")
+    monkeypatch.setenv("LAUNCHDECK_BUILD_SANDBOX_RO_PATHS", "opt/sdk")
+    with pytest.raises(SettingsError, match="LAUNCHDECK_BUILD_SANDBOX_RO_PATHS must list absolute"):
+        Settings.from_env()

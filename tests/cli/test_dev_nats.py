@@ -19,6 +19,7 @@ from launchdeck.cli.dev.nats import (
 from launchdeck.cli.dev.services import DevPorts, service_specs
 from launchdeck.libs.processes import process_alive
 from launchdeck.libs.settings import SettingsError
+from tests.nats_auth import AUTH_CONFIG
 from tests.polling import eventually_sync
 
 
@@ -78,7 +79,7 @@ def test_the_nodes_of_a_crashed_run_are_stopped(tmp_path: Path) -> None:
     """The nodes a run killed without its clean-up left running (`nats_pids` of its dev.json)
     are stopped by the next run; a process that is not this state's NATS is left alone."""
     state = tmp_path / "state"
-    nats = start_embedded_nats(state, 3, [0, 0, 0], tmp_path)
+    nats = start_embedded_nats(state, 3, [0, 0, 0], tmp_path, AUTH_CONFIG)
     unrelated = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         assert all(process_alive(pid) for pid in nats.pids)
@@ -95,7 +96,7 @@ def test_the_nodes_of_a_crashed_run_are_stopped(tmp_path: Path) -> None:
 def test_the_server_of_a_crashed_run_from_before_clusters_is_stopped(tmp_path: Path) -> None:
     """A dev.json with only `nats_pid` (one server, as before clusters) still works."""
     state = tmp_path / "state"
-    nats = start_embedded_nats(state, 1, [0], tmp_path)
+    nats = start_embedded_nats(state, 1, [0], tmp_path, AUTH_CONFIG)
     try:
         assert stop_leftover_nats(state, {"nats_pid": nats.pids[0]}) == nats.pids
         eventually_sync("the server to exit", lambda: not process_alive(nats.pids[0]))

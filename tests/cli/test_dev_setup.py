@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from launchdeck.cli.dev.banner import banner
+from launchdeck.cli.dev.credentials import load_or_create_credentials
 from launchdeck.cli.dev.services import DevPorts, service_specs
 from launchdeck.cli.devstate import DevInfo
 from launchdeck.cli.example import example_url, find_example_source, head_commit, sync_example_repo
@@ -56,6 +58,7 @@ def test_each_service_gets_its_own_environment(tmp_path: Path) -> None:
     engine = env["deploy-engine"]
     assert engine["LAUNCHDECK_RELEASES_DIR"] == str(tmp_path / "releases")
     assert engine["LAUNCHDECK_BASE_DOMAIN"] == "localhost"
+    assert api["LAUNCHDECK_BASE_DOMAIN"] == engine["LAUNCHDECK_BASE_DOMAIN"]  # domain checks
     assert engine["LAUNCHDECK_EDGE_HTTP_PORT"] == "8000"
     assert engine["LAUNCHDECK_DEPLOY_ENGINE_PORT"] == "41001"
     assert example_url(8000) == "http://example.localhost:8000/"
@@ -68,6 +71,38 @@ def test_platform_credentials_reach_only_the_control_api(tmp_path: Path) -> None
     for name in ("build-worker", "deploy-engine", "generator"):
         assert "DATABASE_URL" not in env[name]
         assert "LAUNCHDECK_SECRET_KEY" not in env[name]
+
+
+def test_each_service_gets_its_own_nats_login_and_nobody_elses(tmp_path: Path) -> None:
+    """With the embedded NATS each service gets its own user and the path of its own password
+    file — never a password in its environment, never another service's or the operator's
+    login, and none of the NATS credentials of the environment `launchdeck dev` started in."""
+    credentials = load_or_create_credentials(tmp_path)
+    specs = service_specs(
+        base_env={"PATH": "/usr/bin", "NATS_USER": "outer", "NATS_PASSWORD": "outer-secret"},
+        state=tmp_path,
+        database_url="postgresql://postgres:pw@/launchdeck?host=/sock",
+        nats_url="nats://127.0.0.1:41000",
+        secret_key="s3cret",
+        ports=DevPorts(api=8080, edge=8000, deploy_engine=41001, nats=41000),
+        nats_logins=credentials.nats,
+        console=False,
+    )
+    passwords = {login.password for login in credentials.nats.values()}
+    for spec in specs:
+        env = dict(spec.env)
+        own = credentials.nats[spec.name]
+        assert env["NATS_USER"] == spec.name == own.user
+        assert env["NATS_PASSWORD_FILE"] == str(own.password_file)
+        assert "NATS_PASSWORD" not in env
+        values = "\n".join(env.values())
+        assert "outer" not in values
+        assert not any(password in values for password in passwords)
+        others = [login for user, login in credentials.nats.items() if user != spec.name]
+        assert not any(str(login.password_file) in values for login in others)
+    # With an external NATS_URL the caller's credentials are what every service gets.
+    outer = specs_by_name(tmp_path, {"NATS_USER": "outer", "NATS_PASSWORD": "outer-secret"})
+    assert {env["NATS_USER"] for env in outer.values()} == {"outer"}
 
 
 @pytest.mark.parametrize(
@@ -134,6 +169,15 @@ def test_banner_says_where_everything_is_and_what_to_type(tmp_path: Path) -> Non
     without = banner_text(dev_info(tmp_path, example=False), example_live=None)
     assert "example.localhost" not in without
     assert "./launchdeck projects create NAME REPO_URL" in without
+
+
+def test_banner_names_the_nats_login_but_not_its_password(tmp_path: Path) -> None:
+    """The operator's NATS user is shown, its password only said to be in dev.json: the banner
+    may end up in a CI log."""
+    info = replace(dev_info(tmp_path, example=True), nats_user="operator", nats_password="pw-1")
+    text = banner_text(info, example_live=True)
+    assert "user operator, password: nats_password in dev.json" in text
+    assert "pw-1" not in text
 
 
 def git_files(repo: Path) -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from launchdeck.cli.dev.credentials import load_or_create_credentials
 from launchdeck.cli.devstate import (
     RESERVED_PORTS,
     DevInfo,
@@ -179,3 +180,50 @@ def test_leftovers_of_a_crashed_run_are_recognised(tmp_path: Path) -> None:
     assert forget_dead_postgres_users(data_dir) == [unrelated.pid]
     assert json.loads((data_dir / ".handle_pids.json").read_text()) == [os.getpid()]
     assert forget_dead_postgres_users(tmp_path / "missing") == []
+
+
+def test_credentials_are_private_and_kept_from_run_to_run(tmp_path: Path) -> None:
+    """A NATS password per service and one for the operator, and the Postgres password: each a
+    file of its own, mode 0600, in a 0700 directory; the next run finds the same ones (the
+    Postgres cluster keeps the password it was given)."""
+    state = tmp_path / "state"
+    first = load_or_create_credentials(state)
+    assert set(first.nats) == {
+        "control-api",
+        "build-worker",
+        "deploy-engine",
+        "generator",
+        "operator",
+    }
+    directory = state / "credentials"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = sorted(directory.iterdir())
+    assert len(files) == 6
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for user, login in first.nats.items():
+        assert login.password_file.read_text().strip() == login.password
+        assert login.password not in repr(login)
+        assert login.env() == {"NATS_USER": user, "NATS_PASSWORD_FILE": str(login.password_file)}
+    assert len({login.password for login in first.nats.values()}) == 5
+    assert first.postgres_password not in repr(first)
+
+    directory.chmod(0o755)  # loosened by hand: the next run makes it private again
+    second = load_or_create_credentials(state)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert {u: x.password for u, x in second.nats.items()} == {
+        u: x.password for u, x in first.nats.items()
+    }
+    assert second.postgres_password == first.postgres_password
+    # The embedded NATS's configuration holds them (it is written 0600 beside the store).
+    assert all(login.password in second.nats_config() for login in second.nats.values())
+
+
+def test_dev_json_holds_the_operators_nats_login(tmp_path: Path) -> None:
+    path = tmp_path / "dev.json"
+    info = replace(sample_info(tmp_path), nats_user="operator", nats_password="pw-1")
+    write_dev_json(path, info)
+    data = read_dev_json(path)
+    assert (data["nats_user"], data["nats_password"]) == ("operator", "pw-1")
+    assert "pw-1" not in repr(info)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -15,7 +15,8 @@ from launchdeck.contracts.messages import Artifact, BuildStatusChanged, Deployme
 from launchdeck.contracts.subjects import STREAM_EVENTS
 from launchdeck.control_api.domain import projects as projects_service
 from launchdeck.control_api.domain.builds import trigger_build
-from launchdeck.control_api.domain.events import Event, EventOutcome, apply_event
+from launchdeck.control_api.domain.domains import DomainPolicy
+from launchdeck.control_api.domain.events import Event, EventOrigin, EventOutcome, apply_event
 from launchdeck.control_api.store import builds, deployments
 from launchdeck.control_api.store.records import Build, Deployment, Project
 from tests.control_api.support import unique
@@ -36,7 +37,10 @@ def artifact(build: Build) -> Artifact:
 
 
 async def apply(pool: asyncpg.Pool, event: Event, seq: int | None = None) -> EventOutcome:
-    return await apply_event(pool, STREAM_EVENTS, next_seq() if seq is None else seq, event)
+    """Apply `event` as if delivered at stream sequence `seq` (without a message id: the inbox
+    then knows it by that sequence)."""
+    origin = EventOrigin(STREAM_EVENTS, next_seq() if seq is None else seq, stored_at=T0)
+    return await apply_event(pool, origin, event)
 
 
 def build_event(build: Build, status: str, **fields: Any) -> BuildStatusChanged:
@@ -62,7 +66,9 @@ async def new_project(pool: asyncpg.Pool, **fields: Any) -> Project:
     name = unique("ev")
     request = ProjectCreate(name=name, repo_url=f"https://git.invalid/{name}", **fields)
     async with pool.acquire() as conn:
-        return await projects_service.create_project(conn, request)
+        return await projects_service.create_project(
+            conn, request, policy=DomainPolicy(base_domain="localhost"), reveal_owner=True
+        )
 
 
 async def new_build(pool: asyncpg.Pool, project: Project, **fields: Any) -> Build:

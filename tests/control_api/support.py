@@ -17,12 +17,14 @@ from launchdeck.libs.tokens import mint
 SECRET = "control-api-tests-" + os.urandom(16).hex()
 
 
-def make_settings(database_url: str, nats_url: str) -> Settings:
-    """Settings as the service reads them from its environment."""
+def make_settings(database_url: str, nats_url: str, **more: str) -> Settings:
+    """Settings as the service reads them from its environment (`more`: other variables)."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("DATABASE_URL", database_url)
         env.setenv("NATS_URL", nats_url)
         env.setenv("LAUNCHDECK_SECRET_KEY", SECRET)
+        for name, value in more.items():
+            env.setenv(name, value)
         return Settings.from_env()
 
 

@@ -15,9 +15,10 @@ from launchdeck.contracts.messages import (
     DeploymentStatusChanged,
     DeployRequested,
 )
-from launchdeck.contracts.subjects import SUBJECT_DEPLOY_JOBS
+from launchdeck.contracts.subjects import STREAM_EVENTS, SUBJECT_DEPLOY_JOBS
 from launchdeck.control_api.domain import deployments as deployments_service
 from launchdeck.control_api.domain.errors import Conflict
+from launchdeck.control_api.domain.events import EventOrigin, apply_event
 from tests.control_api.helpers import (
     T0,
     activate,
@@ -123,6 +124,34 @@ async def test_terminal_and_stale_events_are_ignored(pool: asyncpg.Pool) -> None
         assert (await apply(pool, build_event(build, status, attempt=3))).result == "ignored"
     final = await get_build(pool, build.id)
     assert (final.status, final.error, final.attempt) == ("failed", "boom", 2)
+
+
+async def test_the_inbox_knows_events_by_message_id_not_by_sequence(pool: asyncpg.Pool) -> None:
+    """An event's message id identifies it wherever it sits in the stream; without one, its
+    sequence and the time the stream stored it do — a recreated stream's message with an old
+    sequence number is a new event."""
+    project = await new_project(pool)
+    build = await new_build(pool, project, deploy=False)
+    seq = next_seq()
+    cloning = build_event(build, "cloning", step="clone")
+    building = build_event(build, "building", step="build")
+    packaging = build_event(build, "packaging", step="package")
+
+    async def result(event: BuildStatusChanged, origin: EventOrigin) -> str:
+        return (await apply_event(pool, origin, event)).result
+
+    by_id = EventOrigin(STREAM_EVENTS, seq, msg_id=f"{build.id}:1:cloning", stored_at=T0)
+    assert await result(cloning, by_id) == "applied"
+    # The same message id at another position (redelivered from a recreated stream): a duplicate.
+    moved = EventOrigin(STREAM_EVENTS, 1, msg_id=f"{build.id}:1:cloning", stored_at=T0)
+    assert await result(cloning, moved) == "duplicate"
+    # Another message at the same position of a new stream, without an id: applied.
+    unnamed = EventOrigin(STREAM_EVENTS, seq, stored_at=T0 + timedelta(days=1))
+    assert await result(building, unnamed) == "applied"
+    assert await result(building, unnamed) == "duplicate"  # its redelivery
+    later = EventOrigin(STREAM_EVENTS, seq, stored_at=T0 + timedelta(days=2))
+    assert await result(packaging, later) == "applied"
+    assert (await get_build(pool, build.id)).status == "packaging"
 
 
 async def test_redelivered_event_is_applied_once(pool: asyncpg.Pool) -> None:

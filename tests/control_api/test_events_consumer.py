@@ -21,7 +21,7 @@ from launchdeck.contracts.subjects import (
     generation_event_subject,
 )
 from launchdeck.control_api.consumers.events import EventsConsumer
-from launchdeck.control_api.domain.events import apply_event
+from launchdeck.control_api.domain.events import EventOrigin, apply_event
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.control_api.store.records import Build, Deployment
 from tests.control_api.helpers import (
@@ -36,12 +36,21 @@ from tests.control_api.helpers import (
 from tests.polling import eventually
 
 
+def msg_id(event: BuildStatusChanged | DeploymentStatusChanged) -> str:
+    """The `Nats-Msg-Id` the event's real publisher sets (build-worker, deploy-engine)."""
+    if isinstance(event, BuildStatusChanged):
+        return f"{event.build_id}:{event.attempt}:{event.status}"
+    return f"{event.deployment_id}:{event.status}"
+
+
 async def publish(js: JetStreamContext, event: BuildStatusChanged | DeploymentStatusChanged) -> int:
+    """Publish as the build-worker or the deploy-engine does; the stream sequence."""
     if isinstance(event, BuildStatusChanged):
         subject = build_event_subject(event.project_id, event.build_id)
     else:
         subject = deployment_event_subject(event.project_id, event.deployment_id)
-    return (await js.publish(subject, encode(event))).seq
+    headers = {"Nats-Msg-Id": msg_id(event)}
+    return (await js.publish(subject, encode(event), headers=headers)).seq
 
 
 async def acked_through(js: JetStreamContext, seq: int) -> bool:
@@ -96,7 +105,8 @@ async def test_event_applied_before_a_crash_is_not_applied_again(
     event = build_event(build, "succeeded", artifact=artifact(build))
     seq = await publish(js, event)
     # A previous consumer applied it, then died before acking.
-    assert (await apply_event(pool, STREAM_EVENTS, seq, event)).applied
+    origin = EventOrigin(STREAM_EVENTS, seq, msg_id=msg_id(event))
+    assert (await apply_event(pool, origin, event)).applied
     metrics = Metrics()
     task = asyncio.create_task(EventsConsumer(pool, js, metrics).run())
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 from launchdeck.contracts.messages import Artifact
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS
@@ -116,8 +117,14 @@ async def test_custom_domains_are_routed(engine: Engine) -> None:
     assert (await engine.edge.get(domain, "/"))[2] == "<h1>Version one</h1>"
 
 
+def other_project(engine: Engine) -> Engine:
+    """A second project on the same engine and edge."""
+    return replace(engine, project_id=str(uuid.uuid4()), project=f"site-{uuid.uuid4().hex[:8]}")
+
+
 async def test_preview_gets_its_own_host_and_path(engine: Engine) -> None:
-    """A preview is served at <build8>-<project> and /preview/<build>/, production untouched."""
+    """A preview is served at <build8>-<project> and at /preview/<build>/ on the project's own
+    host, production untouched."""
     assert (await engine.deploy(new_build(), V1))[0] is Outcome.ACK
     preview = new_build()
     outcome, events = await engine.deploy(preview, V2, environment="preview")
@@ -126,11 +133,42 @@ async def test_preview_gets_its_own_host_and_path(engine: Engine) -> None:
     assert events[-1].url == f"http://{host}:{engine.edge.port}/"
     assert (await engine.edge.get(host, "/"))[2] == "<h1>Version two</h1>"
     for path in (f"/preview/{preview}/", f"/preview/{preview}", f"/preview/{preview}/deep/link"):
-        assert (await engine.edge.get("localhost", path))[::2] == (200, "<h1>Version two</h1>")
-    assert (await engine.edge.get("localhost", f"/preview/{preview}/assets/app-3c4d.js"))[2] == (
-        "console.log(2)"
-    )
+        assert (await engine.get(path))[::2] == (200, "<h1>Version two</h1>")
+    assert (await engine.get(f"/preview/{preview}/assets/app-3c4d.js"))[2] == "console.log(2)"
     assert (await engine.get("/"))[2] == "<h1>Version one</h1>"
+
+
+async def test_a_preview_path_is_not_served_on_another_projects_host(engine: Engine) -> None:
+    """Project B's /preview/<build>/ on project A's host gets A's own 404, never B's preview
+    (which would run on A's origin, with A's cookies); on a host nobody has, the edge's 404."""
+    a, b = engine, other_project(engine)
+    a_site = {"index.html": "<h1>A</h1>", "404.html": "A has no such page"}
+    assert (await a.deploy(new_build(), a_site))[0] is Outcome.ACK
+    assert (await b.deploy(new_build(), V1))[0] is Outcome.ACK
+    preview = new_build()
+    assert (await b.deploy(preview, V2, environment="preview"))[0] is Outcome.ACK
+    path = f"/preview/{preview}/"
+    assert (await b.get(path))[::2] == (200, "<h1>Version two</h1>")  # on B's own host
+    assert (await a.get(path))[::2] == (404, "A has no such page")
+    status, _, body = await a.edge.get("localhost", path)
+    assert (status, "No site" in body) == (404, True)
+    status, _, body = await a.edge.get(f"{a.project}.example.test", path)
+    assert (status, "No site" in body) == (404, True)
+
+
+async def test_a_project_cannot_route_another_projects_platform_host(engine: Engine) -> None:
+    """A squatter listing the victim's `<victim>.localhost` (or a preview host, or the base
+    domain) among its domains, deployed first: the victim's deploy still goes live and its host
+    serves the victim; the squatter keeps its own host."""
+    victim, squatter = engine, other_project(engine)
+    stolen = [f"{victim.project}.localhost", f"0badc0de-{victim.project}.localhost", "localhost"]
+    outcome, events = await squatter.deploy(new_build(), V2, domains=stolen)
+    assert (outcome, events[-1].status) == (Outcome.ACK, "active")
+    outcome, events = await victim.deploy(new_build(), V1)
+    assert (outcome, [e.status for e in events]) == (Outcome.ACK, ["activating", "active"])
+    assert (await victim.get("/"))[2] == "<h1>Version one</h1>"
+    assert (await squatter.get("/"))[2] == "<h1>Version two</h1>"
+    assert (await squatter.edge.get("localhost", "/"))[0] == 404
 
 
 async def test_reconcile_restores_routes_on_a_fresh_config(engine: Engine) -> None:

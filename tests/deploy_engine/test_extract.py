@@ -129,6 +129,37 @@ def test_refuses_symlink_chain_that_escapes_only_on_disk(workdir: Path) -> None:
     assert "outside" in error.reason
 
 
+def test_refuses_link_chain_created_in_reverse_order(workdir: Path) -> None:
+    """`l3 → l2/..`, `l2 → l1/..`, `l1 → .`: each link resolves inside while the ones it goes
+    through do not exist yet; once all exist, `l2` is the release's parent and `l3` above it.
+    Every link is checked again against the finished tree, and the release is refused."""
+    error = assert_refused(
+        workdir,
+        [
+            file("index.html", "ok"),
+            symlink("l3", "l2/.."),
+            symlink("l2", "l1/.."),
+            symlink("l1", "."),
+        ],
+        "l3",
+    )
+    assert "outside" in error.reason
+
+
+def test_refuses_reverse_link_chain_in_a_subdirectory(workdir: Path) -> None:
+    """The same chain one level down escapes two levels up through `sub/l2/..`."""
+    assert_refused(
+        workdir,
+        [
+            directory("sub"),
+            symlink("sub/l3", "l2/../.."),  # lexically the release root: fine on its own
+            symlink("sub/l2", "l1/.."),
+            symlink("sub/l1", "."),
+        ],
+        "sub/l3",
+    )
+
+
 def test_refuses_write_through_symlinked_directory(workdir: Path) -> None:
     """A file under a path that is also a symlink cannot be written through the link."""
     assert_refused(workdir, [symlink("d", "sub"), directory("sub"), file("d/f.txt", "x")], "d")

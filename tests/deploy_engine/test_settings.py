@@ -18,6 +18,7 @@ VARIABLES = (
     "LAUNCHDECK_DEPLOY_ENGINE_PORT",
     "LAUNCHDECK_KEEP_RELEASES",
     "LAUNCHDECK_DEPLOY_TIMEOUT_S",
+    "LAUNCHDECK_DEPLOY_DEADLINE_S",
 )
 
 
@@ -34,7 +35,7 @@ def test_defaults_follow_the_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path
         8000,
     )
     assert (settings.caddy_admin, settings.port, settings.keep_releases) == (None, 8090, 10)
-    assert settings.timeout_s == 600.0
+    assert (settings.timeout_s, settings.deadline_s) == (600.0, 3600.0)
     assert settings.site_url("demo.localhost") == "http://demo.localhost:8000/"
 
 

@@ -1,5 +1,11 @@
 """End-to-end test helpers: the platform started as processes (as users run it), a JSON client,
-and the small steps every end-to-end test takes (create, deploy, read the log WebSocket)."""
+and the small steps every end-to-end test takes (create, deploy, read the log WebSocket).
+
+Each service logs in to NATS as its own user (`libs.nats_access`, passwords of tests/nats_auth.py
+given as `launchdeck dev` gives them: `NATS_USER` and a `NATS_PASSWORD_FILE`), so every e2e test
+runs the platform on the least privileges it ships with; a platform given the server's logs
+(`nats_logs`) fails its teardown if the server refused a service anything meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +25,19 @@ from typing import Any
 import aiohttp
 
 from launchdeck.devservers import free_port
+from launchdeck.libs.jetstream import public_nats_url
 from launchdeck.libs.tokens import mint
+from tests.nats_auth import log_sizes, permission_violations, service_logins
 
 SERVICES = ("control_api", "build_worker", "deploy_engine", "generator")
+# What of the test process's environment must not reach a service: its own login replaces it.
+NATS_CREDENTIAL_VARIABLES = (
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_PASSWORD_FILE",
+    "NATS_TOKEN",
+    "NATS_TOKEN_FILE",
+)
 
 
 @dataclass
@@ -33,6 +49,8 @@ class Platform:
     state_dir: Path
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Each service's own NATS login (NATS_USER, NATS_PASSWORD_FILE), by service module name.
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -42,7 +60,7 @@ class Platform:
         log = open(self.state_dir / f"{service}.log", "ab")  # noqa: SIM115
         self.processes[service] = subprocess.Popen(
             [sys.executable, "-m", f"launchdeck.{service}"],
-            env=self.env,
+            env={**self.env, **self.service_env.get(service, {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -81,18 +99,49 @@ async def wait_http_ok(url: str, timeout_s: float, platform: Platform) -> None:
     raise TimeoutError(f"{url} not ready after {timeout_s}s")
 
 
+def nats_login_env(state_dir: Path, external: bool | None = None) -> dict[str, dict[str, str]]:
+    """Each service's NATS login as `launchdeck dev` gives it: `NATS_USER` and the path of a
+    file (0600, under `state_dir`) holding its password. With `LAUNCHDECK_TEST_NATS_URL` (a
+    server of the caller's, without the session's users: `external`) there are none, and every
+    service uses the credentials of the URL."""
+    if os.environ.get("LAUNCHDECK_TEST_NATS_URL") if external is None else external:
+        return {}
+    directory = state_dir / "credentials"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    logins = service_logins()
+    env = {}
+    for service in SERVICES:
+        user, password = logins[service.replace("_", "-")]
+        path = directory / f"nats-{user}.password"
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        env[service] = {"NATS_USER": user, "NATS_PASSWORD_FILE": str(path)}
+    return env
+
+
 @contextlib.asynccontextmanager
 async def launch_platform(
-    state_dir: Path, database_url: str, nats_url: str, extra_env: Mapping[str, str] | None = None
+    state_dir: Path,
+    database_url: str,
+    nats_url: str,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    nats_logs: Sequence[Path] = (),
 ) -> AsyncIterator[Platform]:
-    """The four services running on `state_dir` (plus `extra_env`), stopped with Caddy after."""
+    """The four services running on `state_dir` (plus `extra_env`), each logged in to NATS as
+    its own user (`nats_login_env`), stopped with Caddy after. `nats_logs`: the NATS server's
+    log files; if it refused a service anything while the platform ran, the exit fails saying
+    what (a permission table that is not enough for what the test did)."""
     secret = os.urandom(32).hex()
     token, _ = mint(secret, subject="admin", scopes=["admin"])
     api_port, edge_port, engine_port = free_port(), free_port(), free_port()
+    logins = nats_login_env(state_dir)
+    base = {k: v for k, v in os.environ.items() if not logins or k not in NATS_CREDENTIAL_VARIABLES}
     env = {
-        **os.environ,
+        **base,
         "DATABASE_URL": database_url,
-        "NATS_URL": nats_url,
+        # With their own logins the services get the URL without the operator's.
+        "NATS_URL": public_nats_url(nats_url) if logins else nats_url,
         "LAUNCHDECK_STATE_DIR": str(state_dir),
         "LAUNCHDECK_SECRET_KEY": secret,
         "LAUNCHDECK_API_PORT": str(api_port),
@@ -110,7 +159,9 @@ async def launch_platform(
         token=token,
         state_dir=state_dir,
         env=env,
+        service_env=logins,
     )
+    log_start = log_sizes(nats_logs)
     for service in SERVICES:
         p.start(service)
     try:
@@ -123,6 +174,8 @@ async def launch_platform(
         from launchdeck.deploy_engine.caddy import stop_caddy
 
         stop_caddy(state_dir)
+    refused = permission_violations(nats_logs, since=log_start)
+    assert not refused, f"NATS refused the services (tests/nats_auth.py): {refused}"
 
 
 class Api:

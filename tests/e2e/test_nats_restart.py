@@ -63,7 +63,10 @@ async def platform(
     tmp_path_factory: pytest.TempPathFactory, database_url: str, own_nats: RestartableNats
 ) -> AsyncIterator[Platform]:
     async with launch_platform(
-        tmp_path_factory.mktemp("nats-restart"), database_url, own_nats.url
+        tmp_path_factory.mktemp("nats-restart"),
+        database_url,
+        own_nats.url,
+        nats_logs=[own_nats.log_file],
     ) as p:
         yield p
 

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from launchdeck.deploy_engine.caddy import CaddyPaths, read_pid, stop_caddy
-from tests.build_worker.processes import alive
+from tests.build_worker.processes import alive, build_processes
 from tests.e2e.support import (
     Api,
     Platform,
@@ -37,7 +37,7 @@ ACK_WAIT_S = 4
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def platform(
-    tmp_path_factory: pytest.TempPathFactory, database_url: str, nats_url: str
+    tmp_path_factory: pytest.TempPathFactory, database_url: str, nats_url: str, nats_log: Path
 ) -> AsyncIterator[Platform]:
     """The e2e platform, with a short build AckWait."""
     async with launch_platform(
@@ -45,6 +45,7 @@ async def platform(
         database_url,
         nats_url,
         {"LAUNCHDECK_BUILD_ACK_WAIT_S": str(ACK_WAIT_S)},
+        nats_logs=[nats_log],
     ) as p:
         yield p
 
@@ -72,7 +73,6 @@ async def build_count(api: Api) -> int:
 
 SLOW_BUILD = """\
 import os, time
-open(os.path.join({markers!r}, str(os.getpid())), "w").close()
 os.makedirs("dist", exist_ok=True)
 for i in range(1, 61):
     print(f"line {{i}}", flush=True)
@@ -83,13 +83,11 @@ with open("dist/index.html", "w") as f:
 
 
 async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
-    api: Api, platform: Platform, make_git_repo: GitRepoFactory, tmp_path: Path
+    api: Api, platform: Platform, make_git_repo: GitRepoFactory
 ) -> None:
     """A build whose worker is SIGKILLed mid-build finishes as attempt 2 on a new worker; a
     viewer connected throughout gets every line once (seq 1..N), then `end`."""
-    markers = tmp_path / "build-pids"
-    markers.mkdir()
-    repo = make_git_repo({"slow.py": SLOW_BUILD.format(markers=str(markers))})
+    repo = make_git_repo({"slow.py": SLOW_BUILD.format()})
     await create_project(
         api, "crashy", repo, build={"build_command": "python3 slow.py", "output_dir": "dist"}
     )
@@ -104,6 +102,8 @@ async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
         return any(f["line"] == "line 10" for f in seen)
 
     await eventually("line 10 of the first attempt", mid_build)
+    first_attempt = build_processes(build["id"])  # real pids, sandboxed or not
+    assert first_attempt
     await asyncio.to_thread(platform.stop, "build_worker", signal.SIGKILL)
     platform.start("build_worker")
 
@@ -126,21 +126,19 @@ async def test_killed_build_worker_build_is_redelivered_and_log_stays_whole(
     assert log.splitlines() == text
     await api.wait_build_deployment(build["id"])
     assert await served(api, "crashy", "<h1>survived a crash</h1>")
-    # The first attempt's build command did not outlive its worker for long.
-    pids = [int(p.name) for p in markers.iterdir()]
-    assert len(pids) == 2
-    await eventually("the build commands gone", lambda: _none_alive(pids), timeout_s=10)
+    # The first attempt's build command did not outlive its worker for long, nor the second's
+    # its build.
+    await eventually("the build commands gone", lambda: _none_alive(first_attempt), timeout_s=10)
+    await eventually("no process of the build left", lambda: not build_processes(build["id"]))
 
 
 async def test_cli_following_a_deploy_rides_out_a_control_api_crash(
-    api: Api, platform: Platform, make_git_repo: GitRepoFactory, tmp_path: Path
+    api: Api, platform: Platform, make_git_repo: GitRepoFactory
 ) -> None:
     """`launchdeck deploy` is following the build log when the control-api is SIGKILLed and
     restarted: the CLI reconnects where it left off, prints every line once, and still reports
     the deployment live; the build itself never noticed."""
-    markers = tmp_path / "build-pids"
-    markers.mkdir()
-    repo = make_git_repo({"slow.py": SLOW_BUILD.format(markers=str(markers))})
+    repo = make_git_repo({"slow.py": SLOW_BUILD.format()})
     await create_project(
         api, "follower", repo, build={"build_command": "python3 slow.py", "output_dir": "dist"}
     )

@@ -29,7 +29,7 @@ async def test_starts_before_nats_and_comes_up_once_nats_does(
     generator: ServiceProcess, tmp_path: Path
 ) -> None:
     """Started with NATS not up yet, the generator waits (one outage_began), connects when the
-    server appears (one outage_ended), provisions, registers its micro endpoint and answers
+    server appears (one outage_ended), registers its micro endpoint and answers
     PING; SIGTERM then stops it with exit code 0."""
     url = generator.env["NATS_URL"]
     generator.start()

@@ -174,3 +174,59 @@ def test_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert options.credentials() == {"user": USER, "password": PASSWORD}
     assert options.replicas == 3
     assert PASSWORD not in repr(options)
+
+
+def test_the_password_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`NATS_PASSWORD_FILE` (what `launchdeck dev` gives each service): the file's content,
+    without its trailing newline, so the password never sits in the environment."""
+    secret = tmp_path / "nats.password"
+    secret.write_text(PASSWORD + "\n")
+    for name in ("NATS_PASSWORD", "NATS_TOKEN", "NATS_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NATS_USER", USER)
+    monkeypatch.setenv("NATS_PASSWORD_FILE", str(secret))
+    assert NatsOptions.from_env().credentials() == {"user": USER, "password": PASSWORD}
+
+
+def test_a_token_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "nats.token"
+    secret.write_text(TOKEN)
+    for name in ("NATS_USER", "NATS_PASSWORD", "NATS_PASSWORD_FILE", "NATS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NATS_TOKEN_FILE", str(secret))
+    assert NatsOptions.from_env().credentials() == {"token": TOKEN}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "NATS_PASSWORD_FILE=.* cannot be read: No such file or directory"),
+        ("", "NATS_PASSWORD_FILE=.* is empty"),
+    ],
+)
+def test_a_password_file_that_cannot_be_used_is_a_settings_error(
+    content: str | None, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "nats.password"
+    if content is not None:
+        secret.write_text(content)
+    monkeypatch.delenv("NATS_PASSWORD", raising=False)
+    monkeypatch.setenv("NATS_USER", USER)
+    monkeypatch.setenv("NATS_PASSWORD_FILE", str(secret))
+    with pytest.raises(SettingsError, match=message):
+        NatsOptions.from_env()
+
+
+def test_a_password_and_a_password_file_together_are_a_settings_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which one would win is not obvious: neither does, and the message shows no secret."""
+    secret = tmp_path / "nats.password"
+    secret.write_text("from-the-file")
+    monkeypatch.setenv("NATS_USER", USER)
+    monkeypatch.setenv("NATS_PASSWORD", PASSWORD)
+    monkeypatch.setenv("NATS_PASSWORD_FILE", str(secret))
+    with pytest.raises(SettingsError, match="NATS_PASSWORD or NATS_PASSWORD_FILE") as raised:
+        NatsOptions.from_env()
+    assert PASSWORD not in str(raised.value)
+    assert "from-the-file" not in str(raised.value)

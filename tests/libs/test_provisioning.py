@@ -23,6 +23,7 @@ from launchdeck.libs.jetstream import connect, disconnect
 from launchdeck.libs.provisioning import choose_replicas, provision, stream_configs
 from launchdeck.libs.settings import SettingsError, nats_replicas
 from tests.libs.support import RestartableNats
+from tests.nats_auth import operator_url
 from tests.nats_cluster import MakeNatsCluster, new_leader, stream_leader, stream_replicas
 from tests.service_process import SERVICE_MODULES, service_env
 
@@ -72,7 +73,7 @@ async def test_a_cluster_gets_three_replicas_and_a_restart_keeps_them(
     store and KV bucket 3 replicas. Provisioning again — as every service start does — with the
     setting unset changes nothing and says nothing; with `LAUNCHDECK_NATS_REPLICAS=1` it keeps
     the 3 replicas and warns, for each, that it does not lower them and why."""
-    async with jetstream(nats_cluster.url) as js:
+    async with jetstream(operator_url(nats_cluster.url)) as js:
         choice = await provision(js)
         assert choice.count == 3
         assert "cluster" in choice.reason
@@ -102,7 +103,7 @@ async def test_replicas_are_raised_when_more_are_asked_for(
     """Streams and buckets made with 1 replica get 3 when a later start-up asks for 3 (here:
     the cluster's size), keeping what they hold; each raise is a warning saying why."""
     cluster = make_nats_cluster()
-    async with jetstream(cluster.url) as js:
+    async with jetstream(operator_url(cluster.url)) as js:
         await provision(js, replicas=1)
         assert await replicas(js) == dict.fromkeys(EVERY_STREAM, 1)
         artifacts = await js.object_store(s.OBJECT_STORE_ARTIFACTS)
@@ -199,7 +200,7 @@ async def test_a_killed_node_leaves_every_stream_answering_with_three_replicas(
     with a new leader and 3 replicas, keeps what it held and takes new messages; the node,
     started again on its store, rejoins the cluster."""
     cluster = make_nats_cluster()
-    async with jetstream(cluster.url) as js:
+    async with jetstream(operator_url(cluster.url)) as js:
         await provision(js)
         await js.publish("ld.logs.build.b1", b"line 1")
         leader = await stream_leader(js, s.STREAM_LOGS)

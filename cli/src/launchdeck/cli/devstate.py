@@ -2,11 +2,15 @@
 
 `dev.json` is how scripts (and the client commands) find a running `launchdeck dev`: it holds
 `api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url` (and each NATS node's URL and
-process id, `nats_urls` and `nats_pids`), the ports chosen (which the
+process id, `nats_urls` and `nats_pids`), the operator's NATS login (`nats_user`,
+`nats_password`, for the NATS CLI), the ports chosen (which the
 next run reuses when they are free, so URLs stay the same) and `ready`. It is written as soon as
 the ports are chosen with `"ready": false` (so a crashed start-up still leaves the pids and ports
 the next run needs to clean up and reuse), rewritten with `"ready": true` once every service
 answers (see `dev.readiness`), and with `"ready": false` again when `launchdeck dev` stops.
+
+The directory and what it holds are private (0700, files 0600): dev.json, the secret key and the
+passwords (`dev.credentials`) are the keys to the whole platform.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +63,17 @@ class DevInfo:
     nats_pids: list[int] | None = None
     example_url: str | None = None
     ready: bool = False
+    # The operator's login to the embedded NATS (`nats --user … --password …`); unset with an
+    # external NATS_URL, whose credentials are the caller's.
+    nats_user: str | None = None
+    nats_password: str | None = field(default=None, repr=False)
+
+
+def make_private_dir(path: Path, mode: int = 0o700) -> None:
+    """Create `path` (and its parents) if missing, and give it `mode` (0700: its owner only)
+    whatever it had: a state directory made by an older run, or by `mkdir`, is 0755."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
 
 
 def write_private_file(path: Path, text: str) -> None:
@@ -117,13 +132,19 @@ def admin_token(secret: str, previous: object) -> str:
     return token
 
 
-def load_or_create_secret(path: Path) -> str:
-    """The operator secret (signs tokens); created once with mode 0600 and reused after."""
+def _token() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def load_or_create_secret(path: Path, make: Callable[[], str] = _token) -> str:
+    """A secret kept in `path` (the operator secret that signs tokens, a password): created
+    once by `make` with mode 0600 and reused after (an existing file is made 0600 too)."""
     if path.exists():
         secret = path.read_text().strip()
         if secret:
+            path.chmod(0o600)
             return secret
-    secret = secrets.token_urlsafe(48)
+    secret = make()
     write_private_file(path, secret + "\n")
     return secret
 

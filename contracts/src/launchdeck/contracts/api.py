@@ -20,28 +20,48 @@ from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environ
 
 T = TypeVar("T")
 
+# No control character anywhere in a text field: C0 (NUL, tab, newline, …), DEL and C1.
+# PostgreSQL refuses NUL in text and jsonb (that was a 500), and a newline in a name, a ref or
+# a command would forge lines in logs. A lookahead anchored at the start, so it combines with a
+# field's own pattern — and msgspec searches patterns, where `$` also matches before a final
+# newline: with this prefix, a trailing newline cannot slip past a pattern's `$`.
+NO_CONTROL = r"^(?![\s\S]*[\x00-\x1f\x7f-\x9f])"
+
+
+def printable(pattern: str = "") -> str:
+    """`pattern` (anchored with `^`, or empty) that also refuses control characters."""
+    return NO_CONTROL + pattern.removeprefix("^")
+
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-ProjectName = Annotated[str, Meta(pattern=SLUG_PATTERN, description="slug, unique")]
-RepoUrl = Annotated[str, Meta(min_length=1, max_length=2048)]
+ProjectName = Annotated[str, Meta(pattern=printable(SLUG_PATTERN), description="slug, unique")]
+RepoUrl = Annotated[str, Meta(min_length=1, max_length=2048, pattern=NO_CONTROL)]
 # Branch, tag or sha: no whitespace, none of the characters git forbids in ref names, and
 # nothing git could read as an option or a range (the build-worker refuses those too).
 GitRef = Annotated[
-    str, Meta(min_length=1, max_length=255, pattern=r"^(?!-)(?!.*\.\.)[^\s~^:?*\[\\]+$")
+    str,
+    Meta(
+        min_length=1,
+        max_length=255,
+        pattern=printable(r"^(?!-)(?!.*\.\.)[^\s~^:?*\[\\]+$"),
+    ),
 ]
 Hostname = Annotated[
     str,
     Meta(
         max_length=253,
-        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+        pattern=printable(
+            r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+        ),
         description="lowercase host name",
     ),
 ]
 # A directory inside the repository: relative, no `..` component.
 RelativePath = Annotated[
-    str, Meta(min_length=1, max_length=1024, pattern=r"^(?!/)(?!(.*/)?\.\.(/|$)).+$")
+    str, Meta(min_length=1, max_length=1024, pattern=printable(r"^(?!/)(?!(.*/)?\.\.(/|$)).+$"))
 ]
-Command = Annotated[str, Meta(min_length=1, max_length=4096)]
-UrlPath = Annotated[str, Meta(max_length=1024, pattern=r"^/\S*$")]
+Command = Annotated[str, Meta(min_length=1, max_length=4096, pattern=NO_CONTROL)]
+UrlPath = Annotated[str, Meta(max_length=1024, pattern=printable(r"^/\S*$"))]
 TimeoutSeconds = Annotated[int, Meta(ge=1, le=24 * 3600)]
 
 

@@ -61,6 +61,10 @@ class BuildRequested(Message, kw_only=True, frozen=True):
     ref: str
     config: BuildConfig = BuildConfig()
     requested_at: datetime | None = None
+    # The trust level of the build: production builds (the project's branch) and preview
+    # builds (any other ref, maybe an untrusted contributor's) never share a dependency cache.
+    # Absent (a command from before the field) counts as preview, the untrusted side.
+    environment: Environment = "preview"
 
 
 class DeployRequested(Message, kw_only=True, frozen=True):

@@ -91,3 +91,20 @@ def max_deliveries_advisory_subject(stream: str, consumer: str) -> str:
     redelivering a message of `consumer` (JSON body: `stream`, `consumer`, `stream_seq`,
     `deliveries`); the message stays in a work-queue stream until deleted."""
     return f"{ADVISORY_MAX_DELIVERIES_PREFIX}.{stream}.{consumer}"
+
+
+ARTIFACT_SUFFIX = ".tar.gz"
+
+
+def artifact_key(build_id: str) -> str:
+    """`<build>.tar.gz`: a build's artifact in the `artifacts` object store. One per build and
+    named after it, so whoever prunes the store can tell whose each object is."""
+    return f"{build_id}{ARTIFACT_SUFFIX}"
+
+
+def artifact_build_id(key: str) -> str | None:
+    """The build an `artifacts` object belongs to (`artifact_key` undone), or None for a key
+    that is not a build's artifact."""
+    if not key.endswith(ARTIFACT_SUFFIX):
+        return None
+    return key[: -len(ARTIFACT_SUFFIX)] or None

@@ -23,19 +23,26 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from launchdeck.contracts.api import NO_CONTROL
 from launchdeck.contracts.messages import LogStream
 from launchdeck.contracts.statuses import BuildStatus
 
 # --- client requests --------------------------------------------------------------------------
 
 
+# A channel name as a client sends it: short, and no control characters (see `api.NO_CONTROL`).
+ChannelName = Annotated[str, msgspec.Meta(max_length=300, pattern=NO_CONTROL)]
+# A log line number: JetStream and PostgreSQL count them in signed 64 bits.
+LogSeq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
 class Subscribe(msgspec.Struct, tag_field="type", tag="subscribe", frozen=True, kw_only=True):
-    channel: str
-    from_seq: Annotated[int, msgspec.Meta(ge=1)] = 1
+    channel: ChannelName
+    from_seq: LogSeq = 1
 
 
 class Unsubscribe(msgspec.Struct, tag_field="type", tag="unsubscribe", frozen=True, kw_only=True):
-    channel: str
+    channel: ChannelName
 
 
 ClientMessage = Subscribe | Unsubscribe

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from launchdeck.devservers.ports import free_port, port_is_free, wait_for_port
-from launchdeck.devservers.processes import venv_binary
+from launchdeck.devservers.processes import venv_binary, write_private_text
 
 CLUSTER_NAME = "launchdeck"
 READY_TIMEOUT_S = 60.0
@@ -202,7 +202,8 @@ def start_nats_cluster(
     `ports`: client ports to use for the first nodes when they are free (a previous run's, so
     URLs stay the same; None or 0: any); the rest, and every route and monitoring port, are
     free ones.
-    `config`: more configuration for every node (e.g. `authorization { … }`).
+    `config`: more configuration for every node (e.g. the platform's `authorization { … }`);
+    each node's file is mode 0600, as it may hold passwords.
     `log_dir`: each node's output goes to `<log_dir>/nats-<name>.log`.
     If a node does not start or the cluster does not form, the nodes started are stopped.
     """
@@ -230,7 +231,7 @@ def start_nats_cluster(
     try:
         for node in nodes:
             node.store_dir.mkdir(parents=True, exist_ok=True)
-            node.config_file.write_text(node_config(node, routes, config))
+            write_private_text(node.config_file, node_config(node, routes, config))
             node.start()
         cluster.wait_ready(ready_timeout_s)
     except BaseException:

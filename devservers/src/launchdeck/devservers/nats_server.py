@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launchdeck.devservers.ports import free_port, wait_for_port
-from launchdeck.devservers.processes import venv_binary
+from launchdeck.devservers.processes import venv_binary, write_private_text
 
 
 @dataclass
@@ -34,16 +34,17 @@ def start_nats(
 ) -> NatsServer:
     """Start nats-server with JetStream storing in `store_dir`, on a free port of 127.0.0.1.
 
-    `config`: more of nats-server's configuration, e.g. an `authorization { … }` block to test
-    clients with credentials. It is written beside the store (`<store_dir>.conf`) and read with
-    `-c`; the address, port and store given here win over anything it says about them.
+    `config`: more of nats-server's configuration, e.g. an `authorization { … }` block with the
+    platform's users (`libs.nats_access`). It is written beside the store (`<store_dir>.conf`,
+    mode 0600: it may hold passwords) and read with `-c`; the address, port and store given here
+    win over anything it says about them.
     """
     store_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     argv = [venv_binary("nats-server")]
     if config:
         config_file = store_dir.with_name(store_dir.name + ".conf")
-        config_file.write_text(config)
+        write_private_text(config_file, config)
         argv += ["-c", str(config_file)]
     argv += ["-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

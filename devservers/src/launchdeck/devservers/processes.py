@@ -1,4 +1,5 @@
-"""Finding the binaries pip packages install, and stopping servers a crashed run left behind."""
+"""Finding the binaries pip packages install, writing their private configuration, and stopping
+servers a crashed run left behind."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import time
 from pathlib import Path
 
 from launchdeck.libs.processes import process_alive
+
+
+def write_private_text(path: Path, text: str) -> None:
+    """Write `path` readable by its owner only (0600) from its first byte: a server's
+    configuration holding passwords is never, even briefly, readable by others."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def venv_binary(name: str) -> str:

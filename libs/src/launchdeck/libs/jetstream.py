@@ -3,7 +3,6 @@ ever. Provisioning (streams, buckets, replicas) is `libs.provisioning`, re-expor
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -12,6 +11,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from launchdeck.libs.cancellation import pause
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.outage import Outage
 from launchdeck.libs.provisioning import DAY as DAY
@@ -152,4 +152,4 @@ async def wait_connected(nc: Client, *, poll_s: float = 0.1) -> None:
     while not nc.is_connected:
         if nc.is_closed:
             raise nats.errors.ConnectionClosedError
-        await asyncio.sleep(poll_s)
+        await pause(poll_s)

@@ -26,7 +26,8 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 import msgspec
 import nats.errors
@@ -37,6 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from launchdeck.contracts.codec import decode
+from launchdeck.libs.cancellation import pause
 from launchdeck.libs.jetstream import client_of, wait_connected
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.outage import Outage
@@ -45,7 +47,11 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+MSG_ID_HEADER = "Nats-Msg-Id"
+
 FETCH_TIMEOUT_S = 5.0
+# How long a cancelled pull gets to end before it is left to finish on its own.
+CANCEL_WAIT_S = 0.5
 # How often a pending pull checks that the connection is still up (a local flag, no traffic).
 CONNECTION_CHECK_S = 0.25
 # How long (at most: AckWait) an ack is retried while connected to a server that does not take
@@ -102,6 +108,11 @@ class Delivery:
     subject: str
     stream_seq: int
     watch: ProgressWatch = field(default_factory=ProgressWatch, compare=False, repr=False)
+    # What identifies the message beyond its sequence, which restarts at 1 when the stream is
+    # recreated (after NATS lost its store): the publisher's `Nats-Msg-Id`, if it set one, and
+    # when the stream stored it (the same on every redelivery, different in a new stream).
+    msg_id: str | None = None
+    stored_at: datetime | None = None
 
     @property
     def last_attempt(self) -> bool:
@@ -149,7 +160,7 @@ class ConsumerSpec(Generic[T]):
 
 async def _heartbeat(msg: Msg, every_s: float) -> None:
     while True:
-        await asyncio.sleep(every_s)
+        await pause(every_s)
         with contextlib.suppress(Exception):
             await msg.in_progress()
 
@@ -174,6 +185,8 @@ async def handle_one(msg: Msg, spec: ConsumerSpec[T], handler: Handler[T]) -> Ou
         max_deliver=spec.max_deliver,
         subject=msg.subject,
         stream_seq=meta.sequence.stream,
+        msg_id=(msg.headers or {}).get(MSG_ID_HEADER) or None,
+        stored_at=meta.timestamp,
     )
     try:
         command = decode(msg.data, spec.message_type)
@@ -386,8 +399,17 @@ async def _pull(sub: JetStreamContext.PullSubscription, nc: Client) -> list[Msg]
     finally:
         if not fetch.done():
             fetch.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await fetch
+            # nats-py's fetch may swallow a cancel that lands while it publishes its request,
+            # then wait out its whole timeout: give it a moment, never the whole timeout
+            # (shutdown would wait for it), and let it end on its own otherwise.
+            await asyncio.wait({fetch}, timeout=CANCEL_WAIT_S)
+            fetch.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Consume an abandoned task's outcome, so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _ensure_consumer_retrying(

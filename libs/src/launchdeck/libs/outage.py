@@ -6,9 +6,9 @@ bounded exponential backoff, and logs once when the dependency works again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
+from launchdeck.libs.cancellation import pause
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,7 +46,7 @@ class Outage:
         self._next_delay_s = min(delay * 2, self._max_delay_s)
         if max_wait_s is not None:
             delay = max(0.0, min(delay, max_wait_s))
-        await asyncio.sleep(delay)
+        await pause(delay)
 
     @property
     def began_at(self) -> float | None:

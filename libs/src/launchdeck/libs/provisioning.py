@@ -97,6 +97,16 @@ def stream_configs(
     ]
 
 
+def platform_streams() -> tuple[str, ...]:
+    """The name of every stream `provision` creates: the streams of `stream_configs`, and those
+    under the object stores (`OBJ_<bucket>`) and the KV bucket (`KV_<bucket>`)."""
+    return (
+        *(str(config.name) for config in stream_configs()),
+        *(f"OBJ_{bucket}" for bucket in (s.OBJECT_STORE_ARTIFACTS, s.OBJECT_STORE_EXPORTS)),
+        f"KV_{s.KV_LEASES}",
+    )
+
+
 @dataclass(frozen=True)
 class ReplicaChoice:
     count: int
@@ -290,3 +300,24 @@ async def provision(js: JetStreamContext, replicas: int | None = None) -> Replic
         **{outcome: names for outcome, names in sorted(outcomes.items()) if outcome != "unchanged"},
     )
     return choice
+
+
+class StreamsMissing(Exception):
+    """Streams a service uses do not exist (yet): the control-api creates them."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__(f"{', '.join(missing)} not created yet (the control-api creates them)")
+        self.missing = tuple(missing)
+
+
+async def check_streams(js: JetStreamContext, streams: Sequence[str]) -> None:
+    """Raise `StreamsMissing` naming those of `streams` that do not exist; nats-py's errors
+    (no reply in time, no responders: JetStream not up yet) as they come."""
+    missing = []
+    for name in streams:
+        try:
+            await _api(js, f"STREAM.INFO.{name}")
+        except NotFoundError:
+            missing.append(name)
+    if missing:
+        raise StreamsMissing(missing)

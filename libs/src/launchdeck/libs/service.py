@@ -1,6 +1,7 @@
 """The skeleton of every service process, written once: settings and logging, NATS (waited for
-while it is not up yet), JetStream provisioning, an optional NATS micro endpoint, a stop on
-SIGTERM or Ctrl-C at any moment, drain and disconnect.
+while it is not up yet) as the service's own user (`libs.nats_access`), JetStream provisioning
+(the control-api) or a wait for the streams a worker uses, an optional NATS micro endpoint, a
+stop on SIGTERM or Ctrl-C at any moment, drain and disconnect.
 
 A service is its settings and one coroutine, its body::
 
@@ -23,18 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import ServiceUnavailableError
 from nats.micro.service import Service as MicroService
 
 from launchdeck.libs import micro
 from launchdeck.libs.jetstream import connect, disconnect
 from launchdeck.libs.logging import LogSettings, configure, get_logger
+from launchdeck.libs.nats_access import access_of
 from launchdeck.libs.outage import Outage
-from launchdeck.libs.provisioning import provision
+from launchdeck.libs.provisioning import StreamsMissing, check_streams, provision
 from launchdeck.libs.runner import Lifecycle, run_process, run_until_stopped
 from launchdeck.libs.settings import NatsOptions, SettingsError
 
@@ -104,15 +108,25 @@ async def open_service(
     lifecycle: Lifecycle | None = None,
     nats_options: NatsOptions | None = None,
 ) -> AsyncIterator[Service[SettingsT]]:
-    """Connect to NATS as `name` (waiting while it is not up), provision JetStream, and on the
-    way out stop the micro endpoints and drain the connection. `nats_options`: credentials
-    given apart from `settings.nats_url` and the replicas (`LAUNCHDECK_NATS_REPLICAS`); none:
-    the URL's credentials, replicas chosen from the server."""
+    """Connect to NATS as `name` (waiting while it is not up), set up JetStream, and on the way
+    out stop the micro endpoints and drain the connection. `nats_options`: credentials given
+    apart from `settings.nats_url` and the replicas (`LAUNCHDECK_NATS_REPLICAS`); none: the
+    URL's credentials, replicas chosen from the server.
+
+    One of the platform's services (`libs.nats_access`) takes its replies on its own inbox, and
+    only the control-api provisions: a worker waits until the streams it uses exist, as its
+    NATS user may not create them. Any other name (a test's) provisions, as every service did
+    before per-service users."""
     nats = nats_options or NatsOptions()
-    nc = await connect(settings.nats_url, name=name, **nats.credentials())
+    access = access_of(name)
+    inbox = {"inbox_prefix": access.inbox_prefix} if access is not None else {}
+    nc = await connect(settings.nats_url, name=name, **nats.credentials(), **inbox)
     try:
         js = nc.jetstream()
-        await provision(js, nats.replicas)
+        if access is None or access.provisions:
+            await provision(js, nats.replicas)
+        else:
+            await wait_for_streams(js, access.streams)
         service = Service(name, settings, nc, js, lifecycle or Lifecycle())
         try:
             yield service
@@ -167,3 +181,22 @@ async def wait_until_up(
         else:
             outage.over()
             return result
+
+
+async def wait_for_streams(js: JetStreamContext, streams: Sequence[str]) -> None:
+    """Return once every stream of `streams` exists; meanwhile one `outage_began` line (`what`:
+    JetStream streams, `error` naming those missing) and one `outage_ended` when they are there.
+    A worker started before the control-api (which creates them) waits here; so does one whose
+    NATS user is not allowed to ask (a misconfigured server: each try times out, and nats-py
+    reports the permissions violation)."""
+    await wait_until_up(
+        "JetStream streams",
+        lambda: check_streams(js, streams),
+        retry_on=(
+            StreamsMissing,
+            TimeoutError,
+            nats.errors.NoRespondersError,
+            ServiceUnavailableError,
+            nats.errors.ConnectionReconnectingError,
+        ),
+    )

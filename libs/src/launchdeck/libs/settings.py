@@ -34,6 +34,29 @@ def env_opt(name: str) -> str | None:
     return value if value else None
 
 
+def env_secret(name: str) -> str | None:
+    """A secret from `name`, or from the file `<name>_FILE` names (its content, without the
+    trailing newline); None when neither is set. A file keeps the secret out of the process's
+    environment, which its children inherit unless told otherwise and `/proc/<pid>/environ`
+    shows; the message of an unreadable or empty file names the variable and the path, never
+    the content. Both set: a `SettingsError` (which one would win is not obvious)."""
+    value = env_opt(name)
+    path = env_opt(f"{name}_FILE")
+    if path is None:
+        return value
+    if value is not None:
+        raise SettingsError(f"set {name} or {name}_FILE, not both")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingsError(f"{name}_FILE={path} cannot be read: {reason}") from None
+    if not secret:
+        raise SettingsError(f"{name}_FILE={path} is empty")
+    return secret
+
+
 def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -144,9 +167,11 @@ class NatsOptions:
     it with the log settings, so a bad value stops any service the same way).
 
     Credentials may also come apart from the URL, so they need not sit in a URL that ends up in
-    process listings and config dumps: `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`. They
-    are used for every server, including the nodes learnt from the cluster. The secrets are left
-    out of `repr`.
+    process listings and config dumps: `NATS_USER` with `NATS_PASSWORD`, or `NATS_TOKEN`; the
+    password and the token may be read from a file instead (`NATS_PASSWORD_FILE`,
+    `NATS_TOKEN_FILE`: `env_secret`), so they need not sit in the environment either. They are
+    used for every server, including the nodes learnt from the cluster. The secrets are left out
+    of `repr`.
     """
 
     replicas: int | None = None
@@ -156,10 +181,13 @@ class NatsOptions:
 
     @classmethod
     def from_env(cls) -> NatsOptions:
-        user, password = env_opt("NATS_USER"), env_opt("NATS_PASSWORD")
-        token = env_opt("NATS_TOKEN")
+        user, password = env_opt("NATS_USER"), env_secret("NATS_PASSWORD")
+        token = env_secret("NATS_TOKEN")
         if (user is None) != (password is None):
-            raise SettingsError("environment variables NATS_USER and NATS_PASSWORD go together")
+            raise SettingsError(
+                "environment variables NATS_USER and NATS_PASSWORD go together (the password "
+                "may come from the file NATS_PASSWORD_FILE names)"
+            )
         if token is not None and user is not None:
             raise SettingsError("set NATS_TOKEN or NATS_USER and NATS_PASSWORD, not both")
         return cls(replicas=nats_replicas(), user=user, password=password, token=token)

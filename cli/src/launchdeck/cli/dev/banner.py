@@ -27,6 +27,9 @@ def banner(term: PrefixedTerminal, info: DevInfo, example_live: bool | None) -> 
     if example_live is not None and info.example_url:
         rows.append(("Example", info.example_url + ("" if example_live else "  (not live)")))
     rows.append(("NATS", info.nats_url))
+    if info.nats_user:
+        # The password stays in dev.json (0600): the banner may end up in a CI log.
+        rows.append(("NATS login", f"user {info.nats_user}, password: nats_password in dev.json"))
     deploy_engine_port = info.ports.get("deploy_engine")
     if deploy_engine_port is not None:
         rows.append(("Deploy-engine", f"http://127.0.0.1:{deploy_engine_port}/health"))

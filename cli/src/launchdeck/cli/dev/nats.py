@@ -6,7 +6,8 @@ One server stores in `<state>/nats/`; a cluster's nodes in `<state>/nats-cluster
 are separate stores because a single server's streams do not become clustered ones: switching
 starts on the other store (empty the first time), and switching back finds the first one again.
 With a cluster the services get every node in `NATS_URL` and `LAUNCHDECK_NATS_REPLICAS` set to
-the cluster's size (at most 3), unless the caller set it.
+the cluster's size (at most 3), unless the caller set it. Either way the server lets in only the
+platform's users (`libs.nats_access`, passwords from `dev.credentials`).
 """
 
 from __future__ import annotations
@@ -60,12 +61,17 @@ class EmbeddedNats:
         return int(urlsplit(self.urls[0]).port or 4222)
 
 
-def start_embedded_nats(state: Path, nodes: int, ports: list[int], log_dir: Path) -> EmbeddedNats:
-    """Start `nodes` servers on `ports` (one per node; blocking: run it in a thread)."""
+def start_embedded_nats(
+    state: Path, nodes: int, ports: list[int], log_dir: Path, config: str
+) -> EmbeddedNats:
+    """Start `nodes` servers on `ports` (one per node; blocking: run it in a thread), with
+    `config` (the `authorization` block) added to each one's configuration."""
     if nodes == 1:
-        server = start_nats(state / "nats", ports[0], log_dir / "nats.log")
+        server = start_nats(state / "nats", ports[0], log_dir / "nats.log", config=config)
         return EmbeddedNats([server.url], [server.process.pid], server.stop)
-    cluster = start_nats_cluster(state / "nats-cluster", nodes, ports=ports, log_dir=log_dir)
+    cluster = start_nats_cluster(
+        state / "nats-cluster", nodes, ports=ports, config=config, log_dir=log_dir
+    )
     return EmbeddedNats(cluster.urls, cluster.pids, cluster.stop)
 
 

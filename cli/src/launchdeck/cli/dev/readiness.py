@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from types import TracebackType
 
 import aiohttp
@@ -35,10 +36,19 @@ async def _ignore(*_args: object) -> None:
 class ReadinessProbe:
     """Asks each service whether it answers; use as `async with ReadinessProbe(...)`."""
 
-    def __init__(self, client: LaunchdeckClient, deploy_engine_url: str, nats_url: str) -> None:
+    def __init__(
+        self,
+        client: LaunchdeckClient,
+        deploy_engine_url: str,
+        nats_url: str,
+        nats_credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        """`nats_credentials`: nats-py's `user`/`password` options (the operator's login to the
+        embedded NATS); none: those `nats_url` holds, if any."""
         self.client = client
         self.deploy_engine_url = deploy_engine_url.rstrip("/")
         self.nats_url = nats_url
+        self.nats_credentials = dict(nats_credentials or {})
         self._nc: Client | None = None
 
     async def __aenter__(self) -> ReadinessProbe:
@@ -85,6 +95,7 @@ class ReadinessProbe:
                     error_cb=_ignore,
                     disconnected_cb=_ignore,
                     closed_cb=_ignore,
+                    **self.nats_credentials,
                 )
             except (OSError, nats.errors.Error):
                 return list(WORKERS)

@@ -1,8 +1,9 @@
 """What the dev supervisor runs: each service's command line and environment.
 
 Kept apart from starting anything so the wiring can be read (and tested) on its own: which
-service gets which port, that the platform credentials reach the control-api alone, and that the
-services log for people when `launchdeck dev` runs on a terminal.
+service gets which port, that the platform credentials reach the control-api alone, that each
+service gets its own NATS login and nobody else's, and that the services log for people when
+`launchdeck dev` runs on a terminal.
 """
 
 from __future__ import annotations
@@ -12,12 +13,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from launchdeck.cli.dev.credentials import NatsLogin
 from launchdeck.cli.supervisor import ChildSpec
 from launchdeck.libs.settings import REPLICAS_VARIABLE
 
 SERVICES = ("control-api", "build-worker", "deploy-engine", "generator")
 # Platform credentials only the control-api may see (never a worker, so never a build).
 PRIVATE_VARIABLES = ("DATABASE_URL", "LAUNCHDECK_SECRET_KEY")
+# NATS credentials of the caller's environment: with the embedded NATS each service gets its own
+# login instead, and none of these.
+NATS_CREDENTIAL_VARIABLES = (
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_PASSWORD_FILE",
+    "NATS_TOKEN",
+    "NATS_TOKEN_FILE",
+)
 
 
 @dataclass(frozen=True)
@@ -53,14 +64,18 @@ def service_specs(
     secret_key: str,
     ports: DevPorts,
     nats_replicas: int | None = None,
+    nats_logins: Mapping[str, NatsLogin] | None = None,
     python: str = sys.executable,
     console: bool | None = None,
 ) -> list[ChildSpec]:
     """The command line and environment of each service (`python -m launchdeck.<svc>`).
     `nats_replicas`: the services' `LAUNCHDECK_NATS_REPLICAS` (an embedded cluster's), unless
-    the caller set it; `console`: whether our output goes to a terminal (default: is stdout a
-    TTY)."""
-    common = {k: v for k, v in base_env.items() if k not in PRIVATE_VARIABLES}
+    the caller set it; `nats_logins`: each service's own NATS login, by service (the embedded
+    NATS's; None: an external NATS_URL, whose credentials — in it or in `NATS_USER`… — every
+    service gets as the caller gave them); `console`: whether our output goes to a terminal
+    (default: is stdout a TTY)."""
+    hidden = PRIVATE_VARIABLES + (NATS_CREDENTIAL_VARIABLES if nats_logins is not None else ())
+    common = {k: v for k, v in base_env.items() if k not in hidden}
     on_terminal = sys.stdout.isatty() if console is None else console
     common.update(
         LAUNCHDECK_STATE_DIR=str(state),
@@ -79,6 +94,7 @@ def service_specs(
             "LAUNCHDECK_SECRET_KEY": secret_key,
             "LAUNCHDECK_API_HOST": "127.0.0.1",
             "LAUNCHDECK_API_PORT": str(ports.api),
+            "LAUNCHDECK_BASE_DOMAIN": "localhost",  # the edge's: domains under it are refused
         },
         "build-worker": {
             "LAUNCHDECK_BUILD_DIR": str(state / "builds"),
@@ -92,6 +108,9 @@ def service_specs(
         },
         "generator": {},
     }
+    if nats_logins is not None:
+        for name in SERVICES:
+            own[name].update(nats_logins[name].env())
     return [
         ChildSpec(
             name=name,

@@ -11,7 +11,7 @@ from nats.js.api import ObjectMeta
 
 from launchdeck.build_worker.package import Package
 from launchdeck.contracts.messages import Artifact
-from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS
+from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, artifact_key
 from launchdeck.libs.outage import Outage
 from launchdeck.libs.publish import RETRY_ON, until_deadline
 
@@ -25,10 +25,6 @@ class ArtifactMismatch(RuntimeError):
 
 class ArtifactCorrupted(RuntimeError):
     """The object store disagreed with the packed file `MAX_MISMATCHES` times in a row."""
-
-
-def artifact_key(build_id: str) -> str:
-    return f"{build_id}.tar.gz"
 
 
 def _store_digest(sha256_hex: str) -> str:

@@ -1,5 +1,5 @@
-"""The install step's use of the dependency cache (`cache/`): what it logs, and why it never
-fails a build.
+"""The worker's use of the dependency cache (`cache/`): the install step — what it logs, and why
+it never fails a build — and the loop that keeps the whole cache within its limits.
 
 The cache is an optimisation: every operation on it runs in a thread (they walk and copy whole
 node_modules trees) and any failure becomes one `⚠` system line, after which the build goes on
@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from launchdeck.build_worker.cache.budget import Pruned, prune_cache
 from launchdeck.build_worker.cache.key import CacheKey, cache_key
 from launchdeck.build_worker.cache.snapshot import Snapshot
 from launchdeck.build_worker.cache.store import ProjectCache
 from launchdeck.build_worker.cache.transfer import CacheError
 from launchdeck.build_worker.detect import BuildPlan
+from launchdeck.build_worker.settings import Settings
+from launchdeck.contracts.statuses import Environment
+from launchdeck.libs.logging import get_logger
+from launchdeck.libs.periodic import run_periodically
+
+log = get_logger(__name__)
 
 Say = Callable[[str], None]  # writes one system line to the build log
+# How often the worker brings the whole cache within its size and age (`Settings.cache_max_*`).
+CACHE_PRUNE_INTERVAL_S = 600.0
 
 NO_LOCK_HINT = (
     "▶ Dependency cache not used: no lock file (commit package-lock.json, yarn.lock or "
@@ -62,12 +71,15 @@ class CachedInstall:
         root: Path,
         keep: int,
         project_id: str,
+        trust: Environment,
         plan: BuildPlan,
         home: Path,
         path: str,
         say: Say,
     ) -> CachedInstall:
-        cache = ProjectCache(root, project_id, keep)
+        """The cache of `project_id` at the build's trust level (production or preview: they
+        never share an entry or a download cache)."""
+        cache = ProjectCache(root, project_id, keep, trust)
         key: CacheKey | None = None
         env: dict[str, str] = {}
         try:
@@ -97,13 +109,18 @@ class CachedInstall:
         except Exception as exc:
             self._say(f"⚠ Dependency cache unavailable ({_reason(exc)}); installing without it")
             return False
+        trust = self._cache.trust
         if restored is None:
-            self._say(f"▶ No cached dependencies for this {key.lock_file} (key {key.short})")
+            self._say(
+                f"▶ No cached dependencies for this {key.lock_file} (key {key.short}, {trust} "
+                "cache)"
+            )
             return False
         how = "hardlinked" if restored.linked else "copied"
         self._say(
-            f"✔ Dependencies restored from cache ({key.lock_file} unchanged, key {key.short}, "
-            f"{restored.files} files {how}) in {time.monotonic() - started:.1f}s"
+            f"✔ Dependencies restored from the {trust} cache ({key.lock_file} unchanged, key "
+            f"{key.short}, {restored.files} files checked and {how}) in "
+            f"{time.monotonic() - started:.1f}s"
         )
         return True
 
@@ -138,6 +155,38 @@ class CachedInstall:
             self._say(f"▶ Dependencies for key {key.short} were already saved by another build")
             return
         self._say(
-            f"✔ Saved dependencies to the cache (key {key.short}, {saved.files} files, "
-            f"{_mib(saved.bytes)}) in {time.monotonic() - started:.1f}s"
+            f"✔ Saved dependencies to the {self._cache.trust} cache (key {key.short}, "
+            f"{saved.files} files, {_mib(saved.bytes)}) in {time.monotonic() - started:.1f}s"
         )
+
+
+async def keep_cache_within_limits(
+    settings: Settings, *, interval_s: float = CACHE_PRUNE_INTERVAL_S
+) -> None:
+    """At start and every `interval_s`: the whole cache within its size and age limits
+    (`cache.budget`). Entries and download caches used within a build's longest possible time
+    are left alone (a build may be using them). Errors are logged; the next run tries again."""
+    root = settings.cache_dir
+    assert root is not None, "no cache to prune"
+    in_use_s = settings.max_timeout_s + settings.outage_grace_s
+
+    def prune() -> Awaitable[Pruned]:
+        return asyncio.to_thread(
+            prune_cache,
+            root,
+            max_bytes=settings.cache_max_bytes,
+            max_age_s=settings.cache_max_age_s,
+            in_use_s=in_use_s,
+            keep=settings.cache_keep,
+        )
+
+    def report(pruned: Pruned) -> None:
+        if pruned.removed:
+            log.info(
+                "build_cache_pruned",
+                removed=pruned.removed,
+                freed_bytes=pruned.freed,
+                kept_bytes=pruned.kept,
+            )
+
+    await run_periodically("build cache pruning", interval_s, prune, on_result=report)

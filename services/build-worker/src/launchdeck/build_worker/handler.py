@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -38,7 +37,9 @@ from launchdeck.build_worker.logs import LogPublisher, LogTail, human_size, read
 from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.build_worker.run import build_env, build_path, parse_command, run_command
+from launchdeck.build_worker.sandbox import Sandbox, detect_sandbox
 from launchdeck.build_worker.settings import Settings
+from launchdeck.build_worker.workspace import claim, release
 from launchdeck.contracts.messages import Artifact, BuildRequested
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
@@ -100,9 +101,14 @@ def attempt_lines(attempt: int, tail: LogTail) -> list[str]:
 
 
 class BuildWorker:
-    def __init__(self, js: JetStreamContext, settings: Settings) -> None:
+    def __init__(
+        self, js: JetStreamContext, settings: Settings, sandbox: Sandbox | None = None
+    ) -> None:
         self._js = js
         self._settings = settings
+        # How builds are confined (`sandbox.py`); main detects it once and logs it at start.
+        self._sandbox = sandbox or detect_sandbox(settings.sandbox, settings.sandbox_ro_paths)
+        self._locks: dict[Path, int] = {}  # work directory → its lock (`workspace.py`)
         self._running: dict[str, int] = {}
         self._finished = {"succeeded": 0, "failed": 0, "retried": 0}
 
@@ -120,8 +126,9 @@ class BuildWorker:
         attempt = delivery.num_delivered
         bind_ids(build_id=cmd.build_id, project_id=cmd.project_id)
         settings = self._settings
+        # Clamped silently here; once launchdeck.toml is read, the log says so (`_build`).
         deadline = Deadline(
-            time.monotonic(), cmd.config.timeout_s or settings.timeout_s, settings.outage_grace_s
+            time.monotonic(), settings.time_limit(cmd.config.timeout_s)[0], settings.outage_grace_s
         )
         try:
             tail = await read_log_tail(self._js, cmd.build_id, deadline=deadline.outage_until())
@@ -149,6 +156,8 @@ class BuildWorker:
         if attempt > 1:
             for line in attempt_lines(attempt, tail):
                 logs.system(line)
+        if not self._sandbox.enabled:
+            logs.system(self._sandbox.build_log_warning())  # never silently
         self._running[cmd.build_id] = attempt
         # Created by the build itself, so a disk problem is handled like any other failure.
         workdir = self._settings.build_dir / f"{cmd.build_id}-{attempt}-{uuid.uuid4().hex[:8]}"
@@ -158,7 +167,8 @@ class BuildWorker:
         finally:
             self._running.pop(cmd.build_id, None)
             await logs.aclose()
-            await asyncio.to_thread(shutil.rmtree, workdir, True)
+            # Kills what the build left running (by its marker), then removes it.
+            await asyncio.to_thread(release, workdir, self._locks.pop(workdir, None))
 
     async def _attempt(
         self,
@@ -263,7 +273,7 @@ class BuildWorker:
         deadline: Deadline,
     ) -> Artifact:
         settings = self._settings
-        await asyncio.to_thread(workdir.mkdir, parents=True)
+        self._locks[workdir] = await asyncio.to_thread(claim, workdir)
 
         await events.report("cloning", step="clone")
         source = parse_repo_url(cmd.repo_url, allow_local=settings.allow_local_repos)
@@ -291,15 +301,20 @@ class BuildWorker:
                 "to deploy a static site set output_dir (and build_command if it needs building)"
             )
         if plan.timeout_s:
-            deadline.limit_s = plan.timeout_s
-        await self._run_commands(cmd.project_id, plan, delivery, logs, events, workdir, deadline)
+            deadline.limit_s, clamped = settings.time_limit(plan.timeout_s)
+            if clamped:
+                logs.system(
+                    f"⚠ timeout_s = {plan.timeout_s} is above this platform's maximum: the "
+                    f"build's time limit is {deadline.limit_s}s"
+                )
+        await self._run_commands(cmd, plan, delivery, logs, events, workdir, deadline)
 
         await events.report("packaging", step="package")
         return await self._package(cmd.build_id, plan, logs, workdir, deadline)
 
     async def _run_commands(
         self,
-        project_id: str,
+        cmd: BuildRequested,
         plan: BuildPlan,
         delivery: Delivery,
         logs: LogPublisher,
@@ -314,7 +329,8 @@ class BuildWorker:
             deps = await CachedInstall.open(
                 self._settings.cache_dir,
                 self._settings.cache_keep,
-                project_id,
+                cmd.project_id,
+                cmd.environment,  # preview and production builds never share a cache
                 plan,
                 home,
                 build_path(),
@@ -324,6 +340,11 @@ class BuildWorker:
             home,
             passthrough=self._settings.build_env_passthrough,
             tools=deps.env if deps is not None else None,
+        )
+        sandbox = self._sandbox.for_build(
+            workdir=workdir,
+            writable=[Path(p) for p in deps.env.values()] if deps is not None else (),
+            private=self._private_dirs(),
         )
         steps: tuple[tuple[BuildStatus, str, str, str | None], ...] = (
             ("installing", "install", "Install", plan.install_command),
@@ -350,11 +371,19 @@ class BuildWorker:
                     env={**env, **how.env},
                     sink=logs.write,
                     timeout_s=deadline.remaining(),
+                    marker=str(workdir),  # how its leftovers are found (`workspace.py`)
+                    sandbox=sandbox,
                 )
             logs.system(f"✔ {label} finished in {took:.1f}s")
             if install is not None:
                 await install.save()
             await logs.flush()
+
+    def _private_dirs(self) -> list[Path]:
+        """The platform's directories a sandboxed build must never see."""
+        settings = self._settings
+        dirs = (settings.state_dir, settings.build_dir, settings.cache_dir)
+        return [d for d in dirs if d is not None]
 
     async def _package(
         self, build_id: str, plan: BuildPlan, logs: LogPublisher, workdir: Path, deadline: Deadline

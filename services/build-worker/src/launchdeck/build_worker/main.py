@@ -4,20 +4,28 @@ Runs the common skeleton (`libs.service`: NATS, JetStream, signals), registers t
 `launchdeck-build-worker` micro-service (`nats micro ls`), and consumes `ld.jobs.build` from the
 durable `build-workers` consumer until SIGTERM; builds still running then are handed back (nak)
 and redelivered as their next attempt.
+
+Before it takes a job it finds out how builds will be confined (`sandbox.py`: bubblewrap, or a
+loud warning that there is none) and removes the work directories and processes a predecessor
+killed mid-build left behind (`workspace.reclaim`).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from launchdeck.build_worker.dependencies import keep_cache_within_limits
 from launchdeck.build_worker.handler import BuildWorker
+from launchdeck.build_worker.sandbox import Sandbox, SandboxUnavailable, detect_sandbox
 from launchdeck.build_worker.settings import Settings
+from launchdeck.build_worker.workspace import reclaim
 from launchdeck.contracts import subjects as s
 from launchdeck.contracts.messages import BuildRequested
 from launchdeck.libs.jetstream import public_nats_url
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.service import Service, run_service
+from launchdeck.libs.settings import SettingsError
 
 log = get_logger(__name__)
 
@@ -38,9 +46,47 @@ def build_jobs(settings: Settings) -> ConsumerSpec[BuildRequested]:
     )
 
 
+def load_settings() -> Settings:
+    """The settings; `LAUNCHDECK_BUILD_SANDBOX=bwrap` on a machine where bubblewrap does not
+    work stops the worker at start, like a malformed variable."""
+    settings = Settings.from_env()
+    if settings.sandbox == "bwrap":
+        try:
+            detect_sandbox("bwrap", settings.sandbox_ro_paths)
+        except SandboxUnavailable as exc:
+            raise SettingsError(str(exc)) from None
+    return settings
+
+
+def announce_sandbox(sandbox: Sandbox) -> None:
+    """One line at start saying how builds are confined; a warning when they are not."""
+    if sandbox.enabled:
+        log.info("build_sandbox", sandbox="bwrap", bwrap=sandbox.bwrap)
+        return
+    log.warning(
+        "build_sandbox_unavailable",
+        sandbox="none",
+        reason=sandbox.reason,
+        consequence=(
+            "builds run WITHOUT a sandbox: their commands can read whatever this worker's user "
+            "can, the platform's state included (see docs/operations.md)"
+        ),
+    )
+
+
 async def serve(service: Service[Settings]) -> None:
     settings = service.settings
-    worker = BuildWorker(service.js, settings)
+    sandbox = await asyncio.to_thread(detect_sandbox, settings.sandbox, settings.sandbox_ro_paths)
+    announce_sandbox(sandbox)
+    reclaimed = await asyncio.to_thread(reclaim, settings.build_dir)
+    if reclaimed.workdirs or reclaimed.pids:
+        log.warning(
+            "build_leftovers_removed",
+            workdirs=reclaimed.workdirs,
+            killed_pids=reclaimed.pids,
+            build_dir=str(settings.build_dir),
+        )
+    worker = BuildWorker(service.js, settings, sandbox)
     await service.register("Clones, builds and packages releases", worker.status)
     log.info(
         "build_worker_ready",
@@ -48,8 +94,9 @@ async def serve(service: Service[Settings]) -> None:
         build_dir=str(settings.build_dir),
         concurrency=settings.concurrency,
         allow_local_repos=settings.allow_local_repos,
+        sandbox="bwrap" if sandbox.enabled else "none",
     )
-    await service.run_until_stopped(
+    tasks = [
         asyncio.create_task(
             consume(
                 service.js,
@@ -59,11 +106,16 @@ async def serve(service: Service[Settings]) -> None:
             ),
             name="build-jobs",
         )
-    )
+    ]
+    if settings.cache_dir is not None:
+        tasks.append(
+            asyncio.create_task(keep_cache_within_limits(settings), name="build-cache-pruning")
+        )
+    await service.run_until_stopped(*tasks)
 
 
 def main() -> None:
-    run_service(s.SERVICE_BUILD_WORKER, Settings.from_env, serve)
+    run_service(s.SERVICE_BUILD_WORKER, load_settings, serve)
 
 
 if __name__ == "__main__":

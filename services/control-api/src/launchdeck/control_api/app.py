@@ -25,6 +25,9 @@ from launchdeck.control_api.api.projects import setup_project_routes
 from launchdeck.control_api.api.system import setup_system_routes
 from launchdeck.control_api.consumers.advisories import MaxDeliveriesWatcher
 from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.consumers.stuck_jobs import StuckJobsSweeper
+from launchdeck.control_api.domain.abandoned_jobs import Deadlines
+from launchdeck.control_api.housekeeping.prune import Pruner, Retention
 from launchdeck.control_api.logs.sweep import LogSweeper
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.control_api.settings import Settings
@@ -32,8 +35,8 @@ from launchdeck.control_api.ws.routes import setup_ws_routes
 from launchdeck.libs.outbox import OutboxRelay
 
 # The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
-# sweeper): `main` watches them and exits when one dies, so the process supervisor restarts
-# the service.
+# sweeper, stuck-jobs sweeper, pruner): `main` watches them and exits when one dies, so the
+# process supervisor restarts the service.
 BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background")
 
 
@@ -67,15 +70,37 @@ def create_app(
 
 async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     pool, nc, js, metrics = app[POOL], app[NC], app[JS], app[METRICS]
+    settings = app[SETTINGS]
     relay = OutboxRelay(pool, js)
     consumer = EventsConsumer(pool, js, metrics)
     watcher = MaxDeliveriesWatcher(pool, nc, js, metrics)
-    sweeper = LogSweeper(pool, js, metrics, interval_s=app[SETTINGS].log_sweep_interval_s)
+    sweeper = LogSweeper(
+        pool,
+        js,
+        metrics,
+        interval_s=settings.log_sweep_interval_s,
+        max_age_s=settings.build_log_retention_s,
+    )
+    deadlines = Deadlines(
+        build_s=settings.build_max_timeout_s + settings.stuck_build_grace_s,
+        deployment_s=settings.deploy_deadline_s,
+    )
+    stuck = StuckJobsSweeper(
+        pool, js, deadlines, metrics, interval_s=settings.stuck_sweep_interval_s
+    )
+    retention = Retention(
+        build_logs_s=settings.build_log_retention_s,
+        processed_events_s=settings.processed_events_retention_s,
+        keep_artifacts=settings.keep_artifacts,
+    )
+    pruner = Pruner(pool, js, retention, metrics, interval_s=settings.prune_interval_s)
     tasks = app[BACKGROUND]
     tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     tasks.append(asyncio.create_task(consumer.run(), name="events-consumer"))
     tasks.append(asyncio.create_task(watcher.run(), name="max-deliveries-watcher"))
     tasks.append(asyncio.create_task(sweeper.run(), name="log-sweeper"))
+    tasks.append(asyncio.create_task(stuck.run(), name="stuck-jobs-sweeper"))
+    tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
     yield
     for task in tasks:
         task.cancel()

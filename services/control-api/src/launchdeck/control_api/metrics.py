@@ -47,6 +47,18 @@ class Metrics:
             ["stream", "outcome"],
             registry=r,
         )
+        self._stuck_jobs = Counter(
+            "launchdeck_stuck_jobs_failed",
+            "Builds and deployments failed by the sweep for staying silent past their deadline.",
+            ["kind"],
+            registry=r,
+        )
+        self._pruned = Counter(
+            "launchdeck_pruned",
+            "What periodic pruning removed: archived build logs, processed-event rows, artifacts.",
+            ["what"],
+            registry=r,
+        )
         self._logs_swept = Counter(
             "launchdeck_build_logs_swept",
             "Finished builds' logs archived by the periodic sweep (missed after a crash).",
@@ -70,6 +82,7 @@ class Metrics:
         # Also kept as plain numbers, for callers (and tests) that ask without scraping.
         self.events: dict[str, int] = {}
         self.abandoned_jobs: dict[tuple[str, str], int] = {}
+        self.stuck_jobs: dict[str, int] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._requests.labels(method, route, str(status)).inc()
@@ -83,6 +96,13 @@ class Metrics:
         self._abandoned_jobs.labels(stream, outcome).inc()
         key = (stream, outcome)
         self.abandoned_jobs[key] = self.abandoned_jobs.get(key, 0) + 1
+
+    def count_stuck_job(self, kind: str) -> None:
+        self._stuck_jobs.labels(kind).inc()
+        self.stuck_jobs[kind] = self.stuck_jobs.get(kind, 0) + 1
+
+    def count_pruned(self, what: str, n: int) -> None:
+        self._pruned.labels(what).inc(n)
 
     def count_logs_swept(self, n: int) -> None:
         self._logs_swept.inc(n)

@@ -9,6 +9,15 @@ Every site route carries an `@id`, so one site is added or replaced through `/id
 touching the others (activation cost does not grow with the number of projects). Path-based
 preview routes go first in the subroute so they win over a host route on the same host.
 
+Hosts are owned. The base domain's names are the platform's to hand out: `<project>.<base>` is
+the project's, `<build8>-<project>.<base>` its previews'; a project's custom domains never
+include another of them (the control-api refuses them, and `project_hosts` drops them again, so
+neither an old row nor a forged command routes one project's traffic to another). A preview's
+path route, `/preview/<build>/`, matches only on its own project's `<project>.<base>`: on any
+host it would put one project's preview (code from any branch) on another project's origin,
+with that origin's cookies and storage. Custom domains do not get path previews either; they
+are often the production origin users sign in to.
+
 A static site is served from its release directory with: exact file, then `<path>/index.html`;
 otherwise the release's `404.html` with status 404 when it has one, else `/index.html` (SPA
 fallback). Whether a 404.html exists is checked by Caddy per request, so the route does not
@@ -45,12 +54,20 @@ def preview_path_route_id(project: str, build_id: str) -> str:
 
 
 def project_hosts(project: str, base_domain: str, domains: list[str]) -> list[str]:
-    hosts = [f"{project}.{base_domain}"]
+    """The project's own host, then its custom domains that are not platform names."""
+    own = f"{project}.{base_domain}"
+    hosts = [own]
     for domain in domains:
         host = domain.strip().lower().rstrip(".")
-        if host and host not in hosts:
+        if host and host not in hosts and not is_platform_host(host, base_domain):
             hosts.append(host)
     return hosts
+
+
+def is_platform_host(host: str, base_domain: str) -> bool:
+    """Whether `host` is one of the names the platform hands out or answers to itself (the
+    base domain, anything under it, localhost): never a project's custom domain."""
+    return host in (base_domain, "localhost") or host.endswith((f".{base_domain}", ".localhost"))
 
 
 def preview_host(project: str, build_id: str, base_domain: str) -> str:
@@ -178,11 +195,12 @@ def preview_host_route(project: str, build_id: str, host: str, release: Path) ->
     }
 
 
-def preview_path_route(project: str, build_id: str, release: Path) -> Json:
+def preview_path_route(project: str, build_id: str, host: str, release: Path) -> Json:
+    """`/preview/<build>/` on `host`, the project's own `<project>.<base domain>` only."""
     prefix = preview_path(build_id)
     return {
         "@id": preview_path_route_id(project, build_id),
-        "match": [{"path": [prefix, f"{prefix}/*"]}],
+        "match": [{"host": [host], "path": [prefix, f"{prefix}/*"]}],
         "terminal": True,
         "handle": [
             {"handler": "rewrite", "strip_path_prefix": prefix},

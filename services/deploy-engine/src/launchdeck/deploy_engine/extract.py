@@ -8,8 +8,11 @@ than `max_files` members or `max_bytes` of content (the decompressed stream is b
 gzip bomb stops early).
 
 Why symlinks are created last: while regular files are written no link exists in the tree, so
-no write can be redirected through one; each link is then checked on disk (`realpath`) right
-after it is made, which also catches chains of links that only escape together.
+no write can be redirected through one. Each link is checked on disk (`realpath`) right after it
+is made, and every link again once all of them exist: a link is resolved through the links that
+exist when it is checked, so a chain made in reverse order (`l3 → l2/..`, `l2 → l1/..`,
+`l1 → .`) looks harmless link by link and escapes only when complete. The second pass resolves
+each link in the finished tree, which is what the edge will serve.
 """
 
 from __future__ import annotations
@@ -230,10 +233,17 @@ class _Extractor:
                 os.symlink(member.linkname, target)
             except FileExistsError as exc:
                 raise UnsafeArchive("path conflicts with another member", member.name) from exc
-            if not _inside(self.real_root, os.path.realpath(target)):
-                raise UnsafeArchive(
-                    f"symlink {member.linkname!r} resolves outside the release", member.name
-                )
+            self._check_resolves_inside(member, rel)
+        # Links checked above may go through links made after them: resolve each one again
+        # now that the tree is complete.
+        for member, rel in self.links:
+            self._check_resolves_inside(member, rel)
+
+    def _check_resolves_inside(self, member: tarfile.TarInfo, rel: PurePosixPath) -> None:
+        if not _inside(self.real_root, os.path.realpath(self.root / rel)):
+            raise UnsafeArchive(
+                f"symlink {member.linkname!r} resolves outside the release", member.name
+            )
 
 
 def _mkdir(path: Path, member: tarfile.TarInfo) -> None:

@@ -5,7 +5,10 @@ activating → (fetch artifact → verify sha256 → extract, unless the release
 which is how a rollback works) → production: swap `current` and make sure the project's route
 exists; preview: add the preview's routes → check through the edge that it answers → active
 with its URL. Any failure leaves the previous release serving and reports `failed` with a
-readable reason. Old releases are pruned afterwards.
+readable reason. Old releases are pruned afterwards. A command requested longer ago than the
+deploy deadline (`requested_within_s`) is failed without activating anything: the control-api
+fails a deployment left pending that long, and a command that reaches the engine only then (it
+was down, its queue was backed up) must not switch the site behind that record's back.
 
 Status events wait through a NATS outage (`libs.publish`) until the attempt's deadline
 (`deadline_s` after it started), then the attempt fails and is redelivered; each stored event is
@@ -79,6 +82,7 @@ class DeployHandler:
         keep_releases: int = 10,
         verify_timeout_s: float = 5.0,
         deadline_s: float = 600.0,
+        requested_within_s: float | None = None,
     ) -> None:
         self.js = js
         self.store = store
@@ -89,6 +93,7 @@ class DeployHandler:
         self.keep_releases = keep_releases
         self.verify_timeout_s = verify_timeout_s
         self.deadline_s = deadline_s  # one attempt's time to get its events through NATS
+        self.requested_within_s = requested_within_s  # the deploy deadline (None: none)
         self._locks: dict[str, asyncio.Lock] = {}
         self.in_flight = 0
         self.activated = 0
@@ -108,6 +113,10 @@ class DeployHandler:
     async def _handle(self, cmd: DeployRequested, delivery: Delivery) -> Outcome:
         started = time.monotonic()
         attempt = _Attempt(delivery, started + self.deadline_s)
+        late = self._past_deadline(cmd)
+        if late is not None:
+            await self._fail(cmd, attempt, late)
+            return Outcome.ACK
         await self._publish(cmd, attempt, "activating")
         try:
             check_project_name(cmd.project_name)
@@ -161,6 +170,18 @@ class DeployHandler:
             return Outcome.TERM
         log.info("project_undeployed", project=cmd.project_name, releases_removed=removed)
         return Outcome.ACK
+
+    def _past_deadline(self, cmd: DeployRequested) -> str | None:
+        """Why the command is too old to carry out (module docstring), or None."""
+        if self.requested_within_s is None or cmd.requested_at is None:
+            return None
+        age_s = (datetime.now(UTC) - cmd.requested_at).total_seconds()
+        if age_s <= self.requested_within_s:
+            return None
+        return (
+            f"the deploy command arrived {age_s:.0f}s after it was requested, past the deploy "
+            f"deadline of {self.requested_within_s:.0f}s: nothing was activated"
+        )
 
     async def _fail(self, cmd: DeployRequested, attempt: _Attempt, reason: str) -> None:
         self.failed += 1

@@ -27,7 +27,7 @@ from launchdeck.deploy_engine.settings import Settings
 from launchdeck.deploy_engine.sites import Sites, reconcile
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.logging import get_logger
-from launchdeck.libs.outage import Outage
+from launchdeck.libs.periodic import run_periodically
 from launchdeck.libs.service import Service, run_service
 
 log = get_logger(__name__)
@@ -51,20 +51,18 @@ async def start_edge(settings: Settings) -> CaddyAdmin:
 async def watch_edge(settings: Settings, sites: Sites) -> None:
     """If the edge loses its config or (our own) Caddy dies, bring it back and re-route."""
     listen = listen_address(settings.edge_bind, settings.edge_http_port)
-    outage = Outage("edge watch")
-    while True:
-        await asyncio.sleep(EDGE_WATCH_INTERVAL_S)
-        try:
-            if not await sites.admin.ping() and settings.caddy_admin is None:
-                log.warning("edge_caddy_gone_restarting")
-                await ensure_caddy(settings.state_dir, listen, binary=settings.caddy_bin)
-            if await sites.admin.ensure_server(listen):
-                log.warning("edge_config_lost_reconciling")
-                await reconcile(sites)
-        except Exception as exc:
-            outage.failed(exc)
-        else:
-            outage.over()
+
+    async def check() -> None:
+        if not await sites.admin.ping() and settings.caddy_admin is None:
+            log.warning("edge_caddy_gone_restarting")
+            await ensure_caddy(settings.state_dir, listen, binary=settings.caddy_bin)
+        if await sites.admin.ensure_server(listen):
+            log.warning("edge_config_lost_reconciling")
+            await reconcile(sites)
+
+    await run_periodically(
+        "edge watch", EDGE_WATCH_INTERVAL_S, check, first_delay_s=EDGE_WATCH_INTERVAL_S
+    )
 
 
 async def serve(service: Service[Settings]) -> None:
@@ -88,6 +86,7 @@ async def serve(service: Service[Settings]) -> None:
             limits=settings.limits,
             keep_releases=settings.keep_releases,
             deadline_s=settings.timeout_s,
+            requested_within_s=settings.deadline_s,
         )
         await service.register("Releases, activation and the Caddy edge", handler.status)
         runner = web.AppRunner(make_app(store, sites, probe))

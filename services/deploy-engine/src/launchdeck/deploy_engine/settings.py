@@ -36,6 +36,10 @@ class Settings:
     # One deploy attempt's time: its status events wait for NATS until then, and the watchdog
     # cancels (and redelivers) an attempt that stores no event for that long.
     timeout_s: float = 600.0
+    # A deploy command requested longer ago than this is not activated any more but failed: the
+    # control-api fails a deployment left pending or activating that long (the same variable,
+    # LAUNCHDECK_DEPLOY_DEADLINE_S), and a late command must not bring it back to life.
+    deadline_s: float = 3600.0
 
     @property
     def edge_probe_host(self) -> str:
@@ -73,6 +77,7 @@ class Settings:
                 max_bytes=env_int("LAUNCHDECK_RELEASE_MAX_BYTES", Limits.max_bytes),
             ),
             timeout_s=env_float("LAUNCHDECK_DEPLOY_TIMEOUT_S", 600.0),
+            deadline_s=env_float("LAUNCHDECK_DEPLOY_DEADLINE_S", 3600.0),
         )
         settings.validate()
         return settings
@@ -86,6 +91,7 @@ class Settings:
             ("LAUNCHDECK_RELEASE_MAX_FILES", self.limits.max_files, 1),
             ("LAUNCHDECK_RELEASE_MAX_BYTES", self.limits.max_bytes, 1),
             ("LAUNCHDECK_DEPLOY_TIMEOUT_S", self.timeout_s, 1),
+            ("LAUNCHDECK_DEPLOY_DEADLINE_S", self.deadline_s, 1),
         ):
             if value < low:
                 raise SettingsError(f"environment variable {name} must be at least {low}")

@@ -2,7 +2,8 @@
 
 Production: the project's hosts serve `releases/<project>/current`, so activating another build
 is a symlink swap and the route itself only changes when the hosts do. Previews: each preview
-build gets its own host and path route serving that release directory directly.
+build gets its own host, and a path route on the project's own host, serving that release
+directory directly (which hosts may be whose: `edge_routes`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class Sites:
 
     async def serve_project(self, project: str, domains: list[str]) -> None:
         hosts = er.project_hosts(project, self.base_domain, domains)
+        listed = {d.strip().lower().rstrip(".") for d in domains} - {""}
+        if dropped := sorted(listed - set(hosts)):
+            log.warning("platform_hosts_not_routed", project=project, hosts=dropped)
         route = er.project_route(project, hosts, self.store.current_link(project))
         await self.admin.upsert_route(route)
 
@@ -44,7 +48,8 @@ class Sites:
         release = self.store.release_dir(project, build_id)
         host = self.preview_host(project, build_id)
         await self.admin.upsert_route(er.preview_host_route(project, build_id, host, release))
-        await self.admin.upsert_route(er.preview_path_route(project, build_id, release), first=True)
+        path_route = er.preview_path_route(project, build_id, self.project_host(project), release)
+        await self.admin.upsert_route(path_route, first=True)
 
     async def drop_preview(self, project: str, build_id: str) -> None:
         await self.admin.delete_route(er.preview_host_route_id(project, build_id))

@@ -1,8 +1,9 @@
 """generator entry point.
 
 Generation jobs arrive in a later issue; for now the service runs the common skeleton
-(`libs.service`: connects, provisions JetStream, stops on SIGTERM), registers itself as a NATS
-micro-service (so `nats micro ls` shows it) and idles.
+(`libs.service`: connects as its own NATS user, which may only answer micro requests so far;
+stops on SIGTERM), registers itself as a NATS micro-service (so `nats micro ls` shows it) and
+idles.
 """
 
 from __future__ import annotations

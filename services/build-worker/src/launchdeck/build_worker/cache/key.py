@@ -13,7 +13,8 @@ from launchdeck.build_worker.detect import BuildPlan
 from launchdeck.build_worker.lock_files import MANAGER_OF, present_lock_files
 
 # Part of every key (and of every manifest): raising it retires all entries saved before.
-FORMAT = 1
+# 2: entries list every file with its sha256 (checked on restore) and live per trust level.
+FORMAT = 2
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A project's entries on disk: restore, atomic save, pruning, and its download caches."""
+"""A project's entries on disk, per trust level: restore, atomic save, pruning, and its download
+caches."""
 
 from __future__ import annotations
 
@@ -16,17 +17,16 @@ from pathlib import Path
 import msgspec
 
 from launchdeck.build_worker.cache.key import FORMAT, CacheKey
-from launchdeck.build_worker.cache.transfer import (
-    CacheError,
-    Copier,
-    Linker,
-    inside,
-    place,
-    remove,
-)
+from launchdeck.build_worker.cache.transfer import CacheError, Copier, Item, Linker
+from launchdeck.contracts.statuses import Environment
 
 MANIFEST = "manifest.json"
 AREAS = ("root", "home")  # where an install writes: the build root and the build's HOME
+# The trust levels, each with caches of its own: what a preview build (any ref, maybe an
+# untrusted contributor's) installs or downloads never reaches a production build.
+TRUST_LEVELS: tuple[Environment, ...] = ("production", "preview")
+# Touched whenever a build uses a download cache: when it was last used (`cache/budget.py`).
+LAST_USED = ".last-used"
 # A save that crashed leaves its temporary directory; one this old is nobody's save in progress.
 STALE_TEMP_S = 3600.0
 
@@ -47,9 +47,11 @@ class Saved:
 class Manifest(msgspec.Struct, kw_only=True, frozen=True):
     format: int
     key: str
+    trust: str
     package_manager: str
     lock_file: str
     paths: list[tuple[str, str]]  # (area, path relative to the area), as the install left them
+    items: list[Item]  # everything under `paths`, files with their size and sha256
     files: int
     bytes: int
     saved_at: float
@@ -61,11 +63,26 @@ def _safe_dir_name(project_id: str) -> str:
     return "p-" + hashlib.sha256(project_id.encode()).hexdigest()[:32]
 
 
-class ProjectCache:
-    """One project's entries (at most `keep`, least recently used dropped) and download caches."""
+def discard(path: Path) -> None:
+    """Remove an entry or a download cache: renamed away first (to `.trash-…` beside it), so it
+    is never seen half-deleted under its own name."""
+    trash = path.with_name(f".trash-{uuid.uuid4().hex}")
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
 
-    def __init__(self, root: Path, project_id: str, keep: int) -> None:
-        self.dir = root / _safe_dir_name(project_id)
+
+class ProjectCache:
+    """One project's entries (at most `keep`, least recently used dropped) and download caches,
+    at one trust level: `<root>/<project>/<trust>/{deps,downloads}`."""
+
+    def __init__(self, root: Path, project_id: str, keep: int, trust: Environment) -> None:
+        if trust not in TRUST_LEVELS:
+            raise ValueError(f"unknown trust level {trust!r}")
+        self.trust = trust
+        self.dir = root / _safe_dir_name(project_id) / trust
         self.entries = self.dir / "deps"
         self.downloads = self.dir / "downloads"
         self.keep = keep
@@ -76,6 +93,7 @@ class ProjectCache:
         dirs = {name: self.downloads / name for name in ("npm", "yarn", "pnpm", "corepack")}
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
+        (self.downloads / LAST_USED).touch()  # in use: pruned last (`cache/budget.py`)
         return {
             "npm_config_cache": str(dirs["npm"]),
             "YARN_CACHE_FOLDER": str(dirs["yarn"]),
@@ -109,27 +127,22 @@ class ProjectCache:
             raise CacheError(f"unreadable manifest: {exc}") from None
         if manifest.format != FORMAT or manifest.key != key.digest:
             raise CacheError("manifest of another format or key")
+        if manifest.trust != self.trust:
+            raise CacheError(f"saved by a {manifest.trust} build")
         if any(area not in AREAS for area, _ in manifest.paths):
             raise CacheError("manifest names an unknown area")
         return manifest
 
     def _restore(self, entry: Path, manifest: Manifest, areas: Mapping[str, Path]) -> Restored:
-        linker = Linker(entry, (entry / MANIFEST).stat().st_mtime_ns)
-        placed: list[Path] = []
+        """Put back exactly what the manifest lists, each file checked against its sha256."""
+        linker = Linker(entry, {a: areas[a] for a in AREAS}, set(manifest.paths))
         try:
-            for area, rel in manifest.paths:
-                src = entry / area / rel
-                if not src.is_symlink() and not src.exists():
-                    raise CacheError(f"{area}/{rel} is missing")
-                dst = inside(areas[area], rel)
-                remove(dst)  # what the checkout has there, the install would have replaced
-                placed.append(dst)
-                place(src, dst, linker)
+            for item in manifest.items:
+                linker.place(item)
             if linker.files != manifest.files:
-                raise CacheError(f"holds {linker.files} files where {manifest.files} were saved")
+                raise CacheError(f"lists {linker.files} files where {manifest.files} were saved")
         except BaseException:
-            for path in reversed(placed):
-                remove(path)
+            linker.undo()
             raise
         return Restored(files=linker.files, linked=linker.linked)
 
@@ -143,13 +156,15 @@ class ProjectCache:
         try:
             temp.mkdir()
             for area, rel in paths:
-                place(areas[area] / rel, temp / area / rel, copier)
+                copier.copy(area, areas[area], temp / area, rel)
             manifest = Manifest(
                 format=FORMAT,
                 key=key.digest,
+                trust=self.trust,
                 package_manager=key.package_manager,
                 lock_file=key.lock_file,
                 paths=list(paths),
+                items=copier.items,
                 files=copier.files,
                 bytes=copier.bytes,
                 saved_at=time.time(),
@@ -197,9 +212,4 @@ class ProjectCache:
 
     def discard(self, entry: Path) -> None:
         """Remove an entry: renamed away first, so it is never seen half-deleted."""
-        trash = entry.with_name(f".trash-{uuid.uuid4().hex}")
-        try:
-            os.rename(entry, trash)
-        except FileNotFoundError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+        discard(entry)

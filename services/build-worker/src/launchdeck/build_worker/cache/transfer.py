@@ -1,17 +1,29 @@
-"""Moving files between a build and an entry: copied in on save, hardlinked out on restore.
+"""Moving files between a build and an entry: copied in (and listed) on save, checked and
+hardlinked out on restore.
 
-Kept apart from the store because the rules live here: what a save clamps (future mtimes), what a
-restore refuses (a file edited after the marker, a path leaving its area) and when it falls back
-from linking to copying.
+Kept apart from the store because the rules live here: what a save records of each file (its
+size, sha256 and permission bits), what a restore refuses (a file whose content or mode is not
+what was saved, a path leaving its area or passing through a link) and when it falls back from
+linking to copying.
+
+The manifest's list, not the entry directory, decides what is restored: directories and links are
+made from the list, and each file is read and hashed before it is linked, so anything that changed
+in the entry since the save — a build editing a restored file in place through its hardlink, a
+file planted or swapped by whoever could write there — is detected and never reaches a build.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
-import time
+import stat
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import msgspec
 
 # Hardlinks refused: another file system (EXDEV), not allowed here (EPERM, EACCES, ENOTSUP),
 # too many links to one file (EMLINK). Restoring then copies.
@@ -20,6 +32,19 @@ LINK_REFUSED = frozenset({errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP,
 
 class CacheError(Exception):
     """An entry that must not be used: incomplete, unreadable, or changed since it was saved."""
+
+
+class Item(msgspec.Struct, array_like=True, frozen=True):
+    """One thing an entry holds, as the save found it: a directory, a link (its target) or a
+    file (its size, sha256 and permission bits). Listed parents first."""
+
+    area: str
+    path: str  # relative to the area, `/`-separated
+    kind: Literal["dir", "link", "file"]
+    size: int = 0
+    sha256: str = ""
+    mode: int = 0
+    target: str = ""
 
 
 def remove(path: Path) -> None:
@@ -41,58 +66,132 @@ def inside(top: Path, rel: str) -> Path:
     return target
 
 
+def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:
+    """Copy a regular file (content, mode, times; the kernel's copy where it has one); its size
+    and the sha256 of the copy (read back from the page cache: cheaper than copying through
+    Python)."""
+    shutil.copy2(src, dst, follow_symlinks=False)
+    with dst.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256")
+        return f.tell(), digest.hexdigest()
+
+
+def _walk(top: Path, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+    """`rel` and, when it is a directory, everything under it (parents first; links not
+    followed)."""
+    pending = [rel]
+    while pending:
+        path = pending.pop()
+        st = os.lstat(top / path)
+        yield path, st
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(top / path) as entries:
+                names = sorted((e.name for e in entries), reverse=True)
+            pending.extend(f"{path}/{name}" for name in names)
+
+
 class Copier:
-    """copy_function that copies and counts; mtimes past the save's start are clamped to it,
-    so the marker check on restore does not mistake a future-dated file for an edited one."""
+    """Copies what a save keeps into an entry and lists it (`items`), with each file's size,
+    sha256 and permission bits. Sockets, fifos and devices are left out."""
 
     def __init__(self) -> None:
+        self.items: list[Item] = []
         self.files = 0
         self.bytes = 0
-        self.started_ns = time.time_ns()
 
-    def __call__(self, src: str, dst: str) -> str:
-        shutil.copy2(src, dst, follow_symlinks=False)
-        st = os.lstat(dst)
-        self.files += 1
-        self.bytes += st.st_size
-        if st.st_mtime_ns > self.started_ns:
-            os.utime(dst, ns=(st.st_atime_ns, self.started_ns), follow_symlinks=False)
-        return dst
+    def copy(self, area: str, src_top: Path, dst_top: Path, rel: str) -> None:
+        for path, st in _walk(src_top, rel):
+            src, dst = src_top / path, dst_top / path
+            if stat.S_ISDIR(st.st_mode):
+                dst.mkdir(parents=True)
+                self.items.append(Item(area, path, "dir"))
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(src)
+                os.symlink(target, dst)
+                self.items.append(Item(area, path, "link", target=target))
+            elif stat.S_ISREG(st.st_mode):
+                size, sha256 = _copy_hashing(src, dst)
+                mode = stat.S_IMODE(st.st_mode)
+                self.items.append(Item(area, path, "file", size=size, sha256=sha256, mode=mode))
+                self.files += 1
+                self.bytes += size
+
+
+def _verify(src: str, item: Item) -> None:
+    """The entry's copy of `item` is the very file that was saved, or CacheError. Opened without
+    following a link, so what is checked is what `src` names."""
+    where = f"{item.area}/{item.path}"
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise CacheError(f"{where} is missing") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CacheError(f"{where} is no longer a regular file") from None
+        raise
+    with open(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise CacheError(f"{where} is no longer a regular file")
+        if st.st_size != item.size or stat.S_IMODE(st.st_mode) != item.mode:
+            raise CacheError(f"{where} was modified after it was saved (size or mode)")
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if digest != item.sha256:
+        raise CacheError(f"{where} was modified after it was saved (its sha256 differs)")
 
 
 class Linker:
-    """copy_function that hardlinks (copies for good after the first refusal), counts, and
-    refuses a file modified after the entry's marker was written."""
+    """Restores an entry's items into the build: directories and links made from the manifest,
+    files checked against it and hardlinked (copied for good after the first refusal)."""
 
-    def __init__(self, entry: Path, marker_ns: int) -> None:
+    def __init__(self, entry: Path, areas: Mapping[str, Path], tops: set[tuple[str, str]]) -> None:
         self.entry = entry
-        self.marker_ns = marker_ns
+        self.areas = areas
+        self.tops = tops  # (area, path) the save was asked for: the only roots items may have
+        self.made: set[tuple[str, str]] = set()  # directories this restore created
+        self.placed: list[Path] = []  # top-level paths put in place, to undo on failure
         self.files = 0
         self.linked = True
 
-    def __call__(self, src: str, dst: str) -> str:
-        if os.lstat(src).st_mtime_ns > self.marker_ns:
-            rel = Path(src).relative_to(self.entry).as_posix()
-            raise CacheError(f"{rel} was modified after it was saved")
+    def _destination(self, item: Item) -> str:
+        if item.area not in self.areas:
+            raise CacheError("manifest names an unknown area")
+        if (item.area, item.path) in self.tops:
+            dst = inside(self.areas[item.area], item.path)
+            remove(dst)  # what the checkout has there, the install would have replaced
+            self.placed.append(dst)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            return str(dst)
+        parent, _, name = item.path.rpartition("/")
+        # Only into a directory made just now: never through a link or a checkout's directory.
+        if (item.area, parent) not in self.made or name in ("", ".", ".."):
+            raise CacheError(f"bad path {item.path!r} in the entry")
+        return f"{self.areas[item.area]}/{item.path}"
+
+    def place(self, item: Item) -> None:
+        dst = self._destination(item)
+        if item.kind == "dir":
+            os.mkdir(dst)
+            self.made.add((item.area, item.path))
+            return
+        if item.kind == "link":
+            os.symlink(item.target, dst)
+            return
+        src = f"{self.entry}/{item.area}/{item.path}"
+        _verify(src, item)
         self.files += 1
         if self.linked:
             try:
                 os.link(src, dst, follow_symlinks=False)
-                return dst
+                return
             except OSError as exc:
                 if exc.errno not in LINK_REFUSED:
                     raise
                 self.linked = False
         shutil.copy2(src, dst, follow_symlinks=False)
-        return dst
 
-
-def place(src: Path, dst: Path, copy_file: Copier | Linker) -> None:
-    """Put `src` (a file, a link or a whole tree) at `dst` through `copy_file`."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_symlink():
-        os.symlink(os.readlink(src), dst)
-    elif src.is_dir():
-        shutil.copytree(src, dst, symlinks=True, copy_function=copy_file)
-    else:
-        copy_file(str(src), str(dst))
+    def undo(self) -> None:
+        for path in reversed(self.placed):
+            remove(path)

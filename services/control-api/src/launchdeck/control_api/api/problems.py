@@ -75,10 +75,15 @@ _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`$")
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`$")
 _REGEX = re.compile(r"^Expected `str` matching regex .*$")
 
-# Friendlier wording than "matching regex …" for the patterns users meet most.
+# Friendlier wording than "matching regex …", for every field with a pattern (each also
+# refuses control characters: `contracts.api.NO_CONTROL`).
 _GIT_REF_HINT = (
-    "must be a git branch, tag or commit: no spaces, no leading '-', no '..', "
-    "none of ~ ^ : ? * [ \\"
+    "must be a git branch, tag or commit: no spaces or control characters, no leading '-', "
+    "no '..', none of ~ ^ : ? * [ \\"
+)
+_NO_CONTROL_HINT = "must not contain control characters (NUL, tab, newline, …)"
+_RELATIVE_PATH_HINT = (
+    "must be a path inside the repository: relative, without a '..' component or control characters"
 )
 PATTERN_HINTS: dict[str, str] = {
     "name": (
@@ -88,6 +93,14 @@ PATTERN_HINTS: dict[str, str] = {
     "branch": _GIT_REF_HINT,
     "ref": _GIT_REF_HINT,
     "domains": "must be a lowercase host name such as www.example.com",
+    "repo_url": _NO_CONTROL_HINT,
+    "install_command": _NO_CONTROL_HINT,
+    "build_command": _NO_CONTROL_HINT,
+    "start_command": _NO_CONTROL_HINT,
+    "root_dir": _RELATIVE_PATH_HINT,
+    "output_dir": _RELATIVE_PATH_HINT,
+    "health_path": "must be a URL path: starting with '/', without spaces or control characters",
+    "channel": _NO_CONTROL_HINT,
 }
 _INDEX = re.compile(r"\[\d+\]$")
 

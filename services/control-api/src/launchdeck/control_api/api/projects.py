@@ -5,9 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from launchdeck.contracts.api import ProjectCreate, ProjectUpdate
-from launchdeck.control_api.api.auth import project_restriction, require_admin, require_scope
+from launchdeck.control_api.api.auth import (
+    is_admin,
+    principal,
+    project_restriction,
+    require_admin,
+    require_scope,
+)
 from launchdeck.control_api.api.json_io import json_response, read_json
-from launchdeck.control_api.api.keys import POOL
+from launchdeck.control_api.api.keys import POOL, SETTINGS
 from launchdeck.control_api.api.pagination import (
     decode_str_cursor,
     encode_cursor,
@@ -16,6 +22,7 @@ from launchdeck.control_api.api.pagination import (
 )
 from launchdeck.control_api.api.present import project_created, project_out
 from launchdeck.control_api.domain import projects as projects_service
+from launchdeck.control_api.domain.domains import DomainPolicy
 from launchdeck.control_api.store import projects as store
 from launchdeck.control_api.store.records import Project
 
@@ -29,11 +36,24 @@ async def load_project(request: web.Request, scope: str) -> Project:
     return project
 
 
+def domain_policy(request: web.Request) -> DomainPolicy:
+    """The names no project may claim, from the settings (base domain, the API's hosts)."""
+    settings = request.app[SETTINGS]
+    return DomainPolicy(
+        base_domain=settings.base_domain, api_hosts=frozenset(settings.api_public_hosts)
+    )
+
+
 async def create_project(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, ProjectCreate)
     async with request.app[POOL].acquire() as conn:
-        project = await projects_service.create_project(conn, body)
+        project = await projects_service.create_project(
+            conn,
+            body,
+            policy=domain_policy(request),
+            reveal_owner=is_admin(principal(request)),
+        )
     response = json_response(project_created(project), status=201)
     response.headers["Location"] = f"/api/v1/projects/{project.id}"
     return response
@@ -57,7 +77,14 @@ async def update_project(request: web.Request) -> web.Response:
     project = await load_project(request, "write")
     body = await read_json(request, ProjectUpdate)
     async with request.app[POOL].acquire() as conn:
-        updated = await projects_service.update_project(conn, project, body)
+        # A taken domain's owner is named only to a token that may see every project.
+        updated = await projects_service.update_project(
+            conn,
+            project,
+            body,
+            policy=domain_policy(request),
+            reveal_owner=is_admin(principal(request)),
+        )
     return json_response(project_out(updated))
 
 

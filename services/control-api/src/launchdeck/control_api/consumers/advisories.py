@@ -4,10 +4,12 @@ JetStream publishes `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consum
 stops redelivering a command. The watcher subscribes to it for the build and deploy work queues
 in a queue group (several control-api replicas handle each advisory once), reads the command by
 its stream sequence, publishes what `abandoned_jobs` decides on EVENTS (with a `Nats-Msg-Id`) and
-the log's eof, then deletes the dead command: in a work-queue stream it would stay forever.
+the log's eof (`verdicts`), then deletes the dead command: in a work-queue stream it would stay
+forever.
 
 Advisories are core NATS messages (not stored): one that cannot be handled now is retried here
-for a while before giving up.
+for a while before giving up, and one sent while no control-api was up is lost — `stuck_jobs`
+is the safety net that fails such a job by its deadline.
 """
 
 from __future__ import annotations
@@ -27,26 +29,18 @@ from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from launchdeck.contracts.codec import decode, encode
-from launchdeck.contracts.messages import BuildRequested, BuildStatusChanged, DeployRequested
+from launchdeck.contracts.codec import decode
+from launchdeck.contracts.messages import BuildRequested, DeployRequested
 from launchdeck.contracts.subjects import (
     CONSUMER_BUILD_WORKERS,
     CONSUMER_DEPLOY_ENGINES,
     QUEUE_CONTROL_API,
     STREAM_BUILDS,
     STREAM_DEPLOYS,
-    build_event_subject,
-    deployment_event_subject,
     max_deliveries_advisory_subject,
 )
-from launchdeck.control_api.domain.abandoned_jobs import (
-    Verdict,
-    event_msg_id,
-    judge_build,
-    judge_deployment,
-)
-from launchdeck.control_api.domain.events import Event
-from launchdeck.control_api.logs.eof import ensure_log_eof
+from launchdeck.control_api.consumers.verdicts import publish_verdict
+from launchdeck.control_api.domain.abandoned_jobs import Verdict, judge_build, judge_deployment
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.libs.logging import bind_ids, get_logger
 from launchdeck.libs.retry import retrying
@@ -102,12 +96,6 @@ class WorkQueue:
 BUILDS_QUEUE = WorkQueue(STREAM_BUILDS, CONSUMER_BUILD_WORKERS, _judge_build)
 DEPLOYS_QUEUE = WorkQueue(STREAM_DEPLOYS, CONSUMER_DEPLOY_ENGINES, _judge_deployment)
 WORK_QUEUES = (BUILDS_QUEUE, DEPLOYS_QUEUE)
-
-
-def event_subject(event: Event) -> str:
-    if isinstance(event, BuildStatusChanged):
-        return build_event_subject(event.project_id, event.build_id)
-    return deployment_event_subject(event.project_id, event.deployment_id)
 
 
 class MaxDeliveriesWatcher:
@@ -217,15 +205,7 @@ class MaxDeliveriesWatcher:
             log.error("abandoned_command_undecodable", stream=queue.stream, error=str(exc))
             await self._delete(queue, advisory.stream_seq)
             return "undecodable"
-        if verdict.event is not None:
-            await self._js.publish(
-                event_subject(verdict.event),
-                encode(verdict.event),
-                headers={"Nats-Msg-Id": event_msg_id(verdict.event)},
-            )
-        if verdict.log_eof is not None:
-            eof = verdict.log_eof
-            await ensure_log_eof(self._js, eof.build_id, eof.status, attempt=eof.attempt)
+        await publish_verdict(self._js, verdict)
         await self._delete(queue, advisory.stream_seq)
         log.warning(
             "abandoned_job_settled",

@@ -1,7 +1,9 @@
 """The events consumer: the transport half (NATS) of applying status events.
 
 A durable pull consumer on `EVENTS` (every `ld.events.>` subject, explicit ack) decodes each event
-by its subject prefix, hands it to `event_apply` (one transaction with the inbox row), then acks.
+by its subject prefix, hands it to `apply_event` (one transaction with the inbox row, keyed by the
+message's `Nats-Msg-Id`, so a recreated stream whose sequences start again is still applied),
+then acks.
 Events this service does not handle yet are acked and skipped. When a build has finished, its
 log is persisted in the background after the commit (best effort: errors are logged).
 """
@@ -23,7 +25,7 @@ from launchdeck.contracts.subjects import (
     SUBJECT_DEPLOYMENT_EVENTS_PREFIX,
     SUBJECT_EVENTS_ALL,
 )
-from launchdeck.control_api.domain.events import Event, apply_event
+from launchdeck.control_api.domain.events import Event, EventOrigin, apply_event
 from launchdeck.control_api.logs.archive import persist_build_log
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.libs.jobs import ConsumerSpec, Delivery, Outcome, consume
@@ -89,7 +91,13 @@ class EventsConsumer:
             bind_ids(project_id=event.project_id, build_id=event.build_id)
         else:
             bind_ids(project_id=event.project_id, deployment_id=event.deployment_id)
-        outcome = await apply_event(self._pool, STREAM_EVENTS, delivery.stream_seq, event)
+        origin = EventOrigin(
+            stream=STREAM_EVENTS,
+            stream_seq=delivery.stream_seq,
+            msg_id=delivery.msg_id,
+            stored_at=delivery.stored_at,
+        )
+        outcome = await apply_event(self._pool, origin, event)
         self._count(outcome.result)
         if outcome.finished_build_id is not None:
             self._persist_log(outcome.finished_build_id)

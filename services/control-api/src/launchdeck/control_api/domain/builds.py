@@ -54,6 +54,7 @@ async def trigger_build(
             ref=ref,
             config=project.config,
             requested_at=datetime.now(UTC),
+            environment=environment,
         )
         await outbox.enqueue(conn, SUBJECT_BUILD_JOBS, command, msg_id=build.id)
     return build

@@ -4,6 +4,16 @@ Each event is applied in one transaction together with its inbox row (`processed
 redelivered event changes nothing. Events may arrive late or out of order (a retried publish, a
 redelivery after a nak): a build never leaves a terminal status and never moves back within the
 same attempt; a deployment never leaves `failed`, `superseded` or `rolled_back`.
+
+The inbox knows an event by what identifies it, not by where it sits in the stream: stream
+sequences start again at 1 when `EVENTS` is recreated (NATS lost its store, an operator deleted
+it), and an inbox keyed by them would take every new event for one it has already applied. Every
+publisher of `ld.events.>` sets a `Nats-Msg-Id` (the build-worker `<build>:<attempt>:<status>`,
+the deploy-engine `<deployment>:<status>`, the outbox relay its row id, the abandoned-jobs
+watcher `build:<id>:abandoned` or `deployment:<id>:abandoned`), the same id the stream
+deduplicates by, so it is the key; an event without one (a hand-made `nats pub`) is known by its
+sequence together with the time the stream stored it, which a redelivery repeats and a recreated
+stream does not.
 """
 
 from __future__ import annotations
@@ -37,6 +47,24 @@ Event = BuildStatusChanged | DeploymentStatusChanged
 
 
 @dataclass(frozen=True)
+class EventOrigin:
+    """Where an event came from, as the transport delivered it."""
+
+    stream: str
+    stream_seq: int
+    msg_id: str | None = None  # the publisher's Nats-Msg-Id
+    stored_at: datetime | None = None  # when the stream stored it
+
+    @property
+    def key(self) -> str:
+        """The event's identity in the inbox (see the module doc)."""
+        if self.msg_id:
+            return f"id:{self.msg_id}"
+        stored = self.stored_at.isoformat() if self.stored_at is not None else "unknown"
+        return f"seq:{self.stream_seq}@{stored}"
+
+
+@dataclass(frozen=True)
 class EventOutcome:
     result: Literal["applied", "ignored", "duplicate"]
     # A build reached a terminal status: its log should now be persisted.
@@ -52,12 +80,10 @@ class EventOutcome:
 _IGNORED = EventOutcome("ignored")
 
 
-async def apply_event(
-    pool: asyncpg.Pool, stream: str, stream_seq: int, event: Event
-) -> EventOutcome:
-    """Apply `event` (stream position `stream`/`stream_seq`) exactly once."""
+async def apply_event(pool: asyncpg.Pool, origin: EventOrigin, event: Event) -> EventOutcome:
+    """Apply `event` exactly once (once per `origin.key`)."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await inbox.record(conn, stream, stream_seq):
+        if not await inbox.record(conn, origin.stream, origin.key, origin.stream_seq):
             return EventOutcome("duplicate")
         if isinstance(event, BuildStatusChanged):
             return await apply_build_event(conn, event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -10,34 +11,57 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from launchdeck.contracts.api import ProjectCreate, ProjectUpdate
+from launchdeck.contracts.api import SLUG_PATTERN, ProjectCreate, ProjectUpdate
 from launchdeck.contracts.messages import UndeployRequested
 from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
 from launchdeck.control_api.domain.deployments import redeploy_active
+from launchdeck.control_api.domain.domains import DomainPolicy, check_domains, claim_domains
 from launchdeck.control_api.domain.errors import Conflict, Invalid, NotFound
 from launchdeck.control_api.store import projects as store
 from launchdeck.control_api.store.records import Project
 from launchdeck.libs import outbox
+
+PROJECT_NAME = re.compile(SLUG_PATTERN)
 
 
 def new_webhook_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-async def create_project(conn: Any, request: ProjectCreate) -> Project:
+# `<build8>-<project>.<base domain>` is a preview's host: a project named like that would own
+# the host of another project's previews (`0badc0de-shop` those of `shop` whose build id starts
+# with 0badc0de).
+_PREVIEW_LIKE_NAME = re.compile(r"[0-9a-f]{8}-.+")
+PREVIEW_LIKE_NAME_MESSAGE = (
+    "must not start with 8 hexadecimal digits and '-': <build>-<project> is how preview hosts "
+    "are named"
+)
+
+
+async def create_project(
+    conn: Any, request: ProjectCreate, *, policy: DomainPolicy, reveal_owner: bool
+) -> Project:
+    """Create the project with its domains claimed, or nothing (Invalid, Conflict).
+    `reveal_owner`: whether a Conflict over a domain may name the project that owns it."""
+    if _PREVIEW_LIKE_NAME.fullmatch(request.name):
+        raise Invalid.field("name", PREVIEW_LIKE_NAME_MESSAGE)
+    domains = check_domains(policy, request.name, list(request.domains))
     try:
-        return await store.insert(
-            conn,
-            project_id=uuid.uuid4(),
-            name=request.name,
-            repo_url=request.repo_url,
-            branch=request.branch,
-            build_config=msgspec.to_builtins(request.build),
-            domains=list(request.domains),
-            webhook_secret=new_webhook_secret(),
-        )
+        async with conn.transaction():
+            project = await store.insert(
+                conn,
+                project_id=uuid.uuid4(),
+                name=request.name,
+                repo_url=request.repo_url,
+                branch=request.branch,
+                build_config=msgspec.to_builtins(request.build),
+                domains=domains,
+                webhook_secret=new_webhook_secret(),
+            )
+            await claim_domains(conn, project.id, domains, reveal_owner=reveal_owner)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a project named {request.name!r} already exists") from None
+    return project
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -50,16 +74,26 @@ def parse_uuid(value: str) -> uuid.UUID | None:
 async def resolve_project(conn: Any, id_or_name: str) -> Project:
     """The project whose id or name is `id_or_name` (the `{id}` of every project route)."""
     project_id = parse_uuid(id_or_name)
+    project = None
     if project_id is not None:
         project = await store.get(conn, project_id)
-    else:
+    elif PROJECT_NAME.fullmatch(id_or_name):
+        # Anything else is no name of ours (and a NUL would not even reach Postgres).
         project = await store.get_by_name(conn, id_or_name)
     if project is None:
         raise NotFound(f"no project {id_or_name!r}")
     return project
 
 
-async def update_project(conn: Any, project: Project, request: ProjectUpdate) -> Project:
+async def update_project(
+    conn: Any,
+    project: Project,
+    request: ProjectUpdate,
+    *,
+    policy: DomainPolicy,
+    reveal_owner: bool,
+) -> Project:
+    """Apply the fields present; new domains go through the same checks as at creation."""
     if not isinstance(request.name, msgspec.UnsetType) and request.name != project.name:
         # Release directories and host names are derived from the name.
         raise Invalid.field("name", "cannot be changed; create a new project instead")
@@ -71,13 +105,15 @@ async def update_project(conn: Any, project: Project, request: ProjectUpdate) ->
     if not isinstance(request.build, msgspec.UnsetType):
         changes["build_config"] = msgspec.to_builtins(request.build)
     if not isinstance(request.domains, msgspec.UnsetType):
-        changes["domains"] = list(request.domains)
+        changes["domains"] = check_domains(policy, project.name, list(request.domains))
     if not changes:
         return project
     async with conn.transaction():
         updated = await store.update(conn, project.id, changes)
         if updated is None:
             raise NotFound(f"no project {project.name!r}")
+        if "domains" in changes:
+            await claim_domains(conn, project.id, changes["domains"], reveal_owner=reveal_owner)
         if updated.domains != project.domains:
             await redeploy_active(conn, updated)
     return updated

@@ -4,8 +4,10 @@ The events consumer archives a build's log right after its final status commits;
 between leaves the build without a `build_logs` row, and its log would expire with the LOGS
 stream. At start-up and every few minutes, builds that finished over `MIN_AGE_S` ago (the normal
 path has had its chance) and have no archive are archived, a bounded batch per run, oldest
-first. One replica sweeps at a time (a Postgres advisory lock). A log that still has no eof by
-then belonged to a worker that died after reporting: it gets one, so live viewers end.
+first — but not builds finished longer ago than the archive is kept (`max_age_s`, the log
+retention): pruning deleted theirs, and the stream holds nothing of them any more. One replica
+sweeps at a time (a Postgres advisory lock). A log that still has no eof by then belonged to a
+worker that died after reporting: it gets one, so live viewers end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from launchdeck.control_api.metrics import Metrics
 from launchdeck.control_api.store import builds
 from launchdeck.libs.db import advisory_lock
 from launchdeck.libs.logging import get_logger
-from launchdeck.libs.outage import Outage
+from launchdeck.libs.periodic import run_periodically
 
 log = get_logger(__name__)
 
@@ -38,6 +40,7 @@ async def sweep_unarchived_logs(
     *,
     min_age_s: float = MIN_AGE_S,
     limit: int = BATCH_SIZE,
+    max_age_s: float | None = None,
 ) -> int:
     """Archive up to `limit` finished, unarchived logs; returns how many were archived (0 when
     another replica is sweeping)."""
@@ -45,7 +48,9 @@ async def sweep_unarchived_logs(
     async with pool.acquire() as conn, advisory_lock(conn, LOCK_KEY, wait=False) as held:
         if not held:
             return 0
-        candidates = await builds.finished_without_log(conn, min_age_s=min_age_s, limit=limit)
+        candidates = await builds.finished_without_log(
+            conn, min_age_s=min_age_s, limit=limit, max_age_s=max_age_s
+        )
         for build in candidates:
             build_id = str(build.id)
             try:
@@ -74,21 +79,22 @@ class LogSweeper:
         metrics: Metrics | None = None,
         *,
         interval_s: float,
+        max_age_s: float | None = None,
     ) -> None:
         self._pool = pool
         self._js = js
         self._metrics = metrics
         self._interval_s = interval_s
+        self._max_age_s = max_age_s  # the log retention
 
     async def run(self) -> None:
-        outage = Outage("build log sweep")
-        while True:
-            try:
-                archived = await sweep_unarchived_logs(self._pool, self._js)
-            except Exception as exc:  # Postgres away, say: the next run tries again
-                outage.failed(exc)
-            else:
-                outage.over()
-                if self._metrics is not None:
-                    self._metrics.count_logs_swept(archived)
-            await asyncio.sleep(self._interval_s)
+        await run_periodically(
+            "build log sweep",
+            self._interval_s,
+            lambda: sweep_unarchived_logs(self._pool, self._js, max_age_s=self._max_age_s),
+            on_result=self._count,
+        )
+
+    def _count(self, archived: int) -> None:
+        if self._metrics is not None:
+            self._metrics.count_logs_swept(archived)

@@ -26,3 +26,16 @@ async def load(conn: Any, build_id: uuid.UUID) -> bytes | None:
         "SELECT compressed FROM build_logs WHERE build_id = $1", build_id
     )
     return compressed
+
+
+async def delete_older_than(conn: Any, age_s: float, *, limit: int) -> int:
+    """Delete up to `limit` archives stored over `age_s` ago; returns how many."""
+    result: str = await conn.execute(
+        """DELETE FROM build_logs WHERE build_id IN (
+               SELECT build_id FROM build_logs
+               WHERE created_at < now() - make_interval(secs => $1)
+               LIMIT $2)""",
+        age_s,
+        limit,
+    )
+    return int(result.split()[-1])

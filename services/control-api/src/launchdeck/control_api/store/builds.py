@@ -92,7 +92,8 @@ async def apply_status(
                 start_command = COALESCE($12, start_command),
                 health_path = COALESCE($13, health_path),
                 started_at = COALESCE(started_at, $14),
-                finished_at = COALESCE($15, finished_at)
+                finished_at = COALESCE($15, finished_at),
+                updated_at = now()
             WHERE id = $1
             RETURNING {COLUMNS}""",
         build_id,
@@ -125,18 +126,69 @@ async def count_by_status(conn: Any) -> dict[str, int]:
     return {r["status"]: r["n"] for r in rows}
 
 
-async def finished_without_log(conn: Any, *, min_age_s: float, limit: int) -> list[Build]:
-    """Finished builds (the oldest first) that finished over `min_age_s` ago and whose log
-    was never archived."""
+async def finished_without_log(
+    conn: Any, *, min_age_s: float, limit: int, max_age_s: float | None = None
+) -> list[Build]:
+    """Finished builds (the oldest first) that finished over `min_age_s` ago — and, with
+    `max_age_s`, less than that long ago — and whose log was never archived."""
     rows = await conn.fetch(
         f"""SELECT {COLUMNS} FROM builds b
             WHERE b.status = ANY($3::text[])
               AND b.finished_at < now() - make_interval(secs => $1)
+              AND ($4::float8 IS NULL OR b.finished_at > now() - make_interval(secs => $4))
               AND NOT EXISTS (SELECT 1 FROM build_logs l WHERE l.build_id = b.id)
             ORDER BY b.finished_at
             LIMIT $2""",
         min_age_s,
         limit,
         sorted(BUILD_FINISHED),
+        max_age_s,
     )
     return [from_record(Build, r) for r in rows]
+
+
+async def silent_unfinished(conn: Any, *, silent_s: float, limit: int) -> list[Build]:
+    """Unfinished builds whose status has not changed for over `silent_s`, the longest silent
+    first."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM builds
+            WHERE status <> ALL($3::text[])
+              AND updated_at < now() - make_interval(secs => $1)
+            ORDER BY updated_at
+            LIMIT $2""",
+        silent_s,
+        limit,
+        sorted(BUILD_FINISHED),
+    )
+    return [from_record(Build, r) for r in rows]
+
+
+async def artifact_keepers(conn: Any, build_ids: list[uuid.UUID], *, keep: int) -> set[uuid.UUID]:
+    """Of `build_ids`, the builds whose artifact must stay: unfinished ones (their artifact may
+    be on its way), those a deployment is pending, activating or active for, and each project's
+    `keep` newest succeeded production builds (what a rollback or a redeploy goes back to).
+    Ids of builds that no longer exist (their project was deleted) are never among them."""
+    rows = await conn.fetch(
+        """SELECT b.id FROM builds b
+           WHERE b.id = ANY($1::uuid[])
+             AND (
+               b.status <> ALL($3::text[])
+               OR EXISTS (
+                   SELECT 1 FROM deployments d
+                   WHERE d.build_id = b.id AND d.status IN ('pending', 'activating', 'active'))
+               OR b.id IN (
+                   SELECT ranked.id FROM (
+                       SELECT r.id, row_number() OVER (
+                           PARTITION BY r.project_id ORDER BY r.number DESC) AS place
+                       FROM builds r
+                       WHERE r.status = 'succeeded' AND r.environment = 'production'
+                         AND r.project_id IN (
+                             SELECT project_id FROM builds WHERE id = ANY($1::uuid[]))
+                   ) ranked
+                   WHERE ranked.place <= $2)
+             )""",
+        build_ids,
+        keep,
+        sorted(BUILD_FINISHED),
+    )
+    return {r["id"] for r in rows}

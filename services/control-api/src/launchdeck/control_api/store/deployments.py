@@ -146,3 +146,18 @@ async def apply_status(
 async def count_by_status(conn: Any) -> dict[str, int]:
     rows = await conn.fetch("SELECT status, count(*) AS n FROM deployments GROUP BY status")
     return {r["status"]: r["n"] for r in rows}
+
+
+async def silent_unsettled(conn: Any, *, silent_s: float, limit: int) -> list[Deployment]:
+    """Pending or activating deployments whose status has not changed for over `silent_s`, the
+    longest silent first."""
+    rows = await conn.fetch(
+        f"""SELECT {COLUMNS} FROM deployments
+            WHERE status IN ('pending', 'activating')
+              AND updated_at < now() - make_interval(secs => $1)
+            ORDER BY updated_at
+            LIMIT $2""",
+        silent_s,
+        limit,
+    )
+    return [from_record(Deployment, r) for r in rows]

@@ -60,6 +60,7 @@ class Build(msgspec.Struct, kw_only=True, frozen=True):
     started_at: datetime | None
     finished_at: datetime | None
     deployment_id: uuid.UUID | None
+    updated_at: datetime  # its last status change (the stuck-jobs sweep measures from it)
 
     @property
     def artifact(self) -> Artifact | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import msgspec
 
 from launchdeck.contracts import ws as wire
+from launchdeck.control_api.api.problems import field_error
 
 
 class BadRequest(Exception):
@@ -21,6 +22,9 @@ def decode_client_message(data: str | bytes) -> wire.ClientMessage:
     try:
         return wire.decode_client_message(data)
     except msgspec.ValidationError as exc:
+        if "matching regex" in str(exc):  # a sentence rather than the regular expression
+            error = field_error(exc)
+            raise BadRequest(f"invalid message: {error.field}: {error.message}") from None
         raise BadRequest(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
