@@ -26,18 +26,11 @@ import aiohttp
 
 from launchdeck.devservers import free_port
 from launchdeck.libs.jetstream import public_nats_url
+from launchdeck.libs.settings import NATS_CREDENTIAL_VARIABLES
 from launchdeck.libs.tokens import mint
 from tests.nats_auth import log_sizes, permission_violations, service_logins
 
 SERVICES = ("control_api", "build_worker", "deploy_engine", "generator")
-# What of the test process's environment must not reach a service: its own login replaces it.
-NATS_CREDENTIAL_VARIABLES = (
-    "NATS_USER",
-    "NATS_PASSWORD",
-    "NATS_PASSWORD_FILE",
-    "NATS_TOKEN",
-    "NATS_TOKEN_FILE",
-)
 
 
 @dataclass

@@ -161,6 +161,17 @@ def nats_replicas() -> int | None:
     return replicas
 
 
+# Every variable `NatsOptions` reads credentials from: what a launcher strips from the
+# environment it passes on, when it gives each service a login of its own.
+NATS_CREDENTIAL_VARIABLES = (
+    "NATS_USER",
+    "NATS_PASSWORD",
+    "NATS_PASSWORD_FILE",
+    "NATS_TOKEN",
+    "NATS_TOKEN_FILE",
+)
+
+
 @dataclass(frozen=True)
 class NatsOptions:
     """What every service reads about NATS besides `NATS_URL` (`libs.service.run_service` reads

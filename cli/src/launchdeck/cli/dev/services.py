@@ -15,20 +15,11 @@ from pathlib import Path
 
 from launchdeck.cli.dev.credentials import NatsLogin
 from launchdeck.cli.supervisor import ChildSpec
-from launchdeck.libs.settings import REPLICAS_VARIABLE
+from launchdeck.libs.settings import NATS_CREDENTIAL_VARIABLES, REPLICAS_VARIABLE
 
 SERVICES = ("control-api", "build-worker", "deploy-engine", "generator")
 # Platform credentials only the control-api may see (never a worker, so never a build).
 PRIVATE_VARIABLES = ("DATABASE_URL", "LAUNCHDECK_SECRET_KEY")
-# NATS credentials of the caller's environment: with the embedded NATS each service gets its own
-# login instead, and none of these.
-NATS_CREDENTIAL_VARIABLES = (
-    "NATS_USER",
-    "NATS_PASSWORD",
-    "NATS_PASSWORD_FILE",
-    "NATS_TOKEN",
-    "NATS_TOKEN_FILE",
-)
 
 
 @dataclass(frozen=True)
