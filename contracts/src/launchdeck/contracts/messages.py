@@ -37,7 +37,13 @@ class BuildConfig(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Artifact(msgspec.Struct, kw_only=True, frozen=True):
-    """A packaged release in the `artifacts` object store."""
+    """A packaged release in the `artifacts` object store.
+
+    For a process release, `processes` maps each process type to its command (`web` is the one
+    that gets `PORT`, a route and a health check; any other type, e.g. `worker`, runs supervised
+    without them); `start_command` is the `web` command (kept for readers of version 1). The
+    release also carries the same facts as `RELEASE_MANIFEST` (a `ReleaseManifest`) at its root.
+    """
 
     key: str
     sha256: str
@@ -45,6 +51,30 @@ class Artifact(msgspec.Struct, kw_only=True, frozen=True):
     kind: AppKind = "static"
     start_command: str | None = None
     health_path: str | None = None
+    processes: dict[str, str] = {}
+    release_command: str | None = None
+
+
+# The manifest a build puts at the root of every release, so the deploy-engine never guesses.
+RELEASE_MANIFEST = ".launchdeck/release.json"
+
+
+class ReleaseManifest(Message, kw_only=True, frozen=True):
+    """`.launchdeck/release.json` in a release: what it is and how it runs.
+
+    `processes`: process type → command, run with the release as working directory (`web` gets
+    `PORT`; an app may have no `web` at all: a worker only). `release_command` runs once per
+    deployment in the new release before activation (its failure fails the deployment).
+    `runtime`: the versions the build used (`{"node": "20.20.2", "python": "3.11.7"}`).
+    `static_root`: for a static release, the directory served (relative; "." for the root).
+    """
+
+    kind: AppKind
+    processes: dict[str, str] = {}
+    release_command: str | None = None
+    health_path: str = "/"
+    runtime: dict[str, str] = {}
+    static_root: str | None = None
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -143,3 +173,54 @@ class LogBatch(Message, kw_only=True, frozen=True):
     lines: list[LogLine] = []
     eof: bool = False
     status: BuildStatus | None = None
+
+
+# --- app logs ---------------------------------------------------------------------------------
+
+
+class AppLogBatch(Message, kw_only=True, frozen=True):
+    """`ld.logs.app.<project>`: lines of a running app's processes (all its deployments and
+    process types, in the order the deploy-engine read them). `seq` of each line is per
+    deployment and process; readers order and resume by the stream's own sequence."""
+
+    project_id: str
+    deployment_id: str
+    process: str  # `web`, `worker`, … or `release` (the release command)
+    lines: list[LogLine] = []
+
+
+# --- request/reply (core NATS: never stored in a stream) --------------------------------------
+
+EnvTarget = Literal["build", "preview", "production"]
+
+
+class EnvRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.env`: the decrypted env vars of one project for one build or deployment.
+
+    Asked by the build-worker (target `build`, with `build_id`) and the deploy-engine (target
+    `preview` or `production`, with `deployment_id`); the control-api answers only for a build
+    or deployment that exists, belongs to `project_id` and is not finished.
+    """
+
+    project_id: str
+    target: EnvTarget
+    build_id: str | None = None
+    deployment_id: str | None = None
+
+
+class EnvReply(Message, kw_only=True, frozen=True):
+    """The answer to `EnvRequest`: `vars`, or `error` (nothing is answered for a build or
+    deployment that is not the asker's to run)."""
+
+    vars: dict[str, str] = {}
+    error: str | None = None
+
+
+class BuildCancelRequested(Message, kw_only=True, frozen=True):
+    """`ld.control.build.cancel`: stop this build wherever it runs (core NATS, every worker
+    hears it; a queued build is also marked in the `cancellations` KV bucket so the worker
+    that picks it up later drops it)."""
+
+    build_id: str
+    project_id: str
+    requested_at: datetime | None = None

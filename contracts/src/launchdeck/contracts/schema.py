@@ -21,6 +21,11 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     messages.BuildStatusChanged,
     messages.DeploymentStatusChanged,
     messages.LogBatch,
+    messages.ReleaseManifest,
+    messages.AppLogBatch,
+    messages.EnvRequest,
+    messages.EnvReply,
+    messages.BuildCancelRequested,
 )
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "schema"

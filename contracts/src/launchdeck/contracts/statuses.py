@@ -24,16 +24,22 @@ BUILD_RANK: dict[BuildStatus, int] = {
     "cancelled": 5,
 }
 
-DeploymentStatus = Literal["pending", "activating", "active", "superseded", "failed", "rolled_back"]
+DeploymentStatus = Literal[
+    "pending", "activating", "active", "unhealthy", "superseded", "failed", "rolled_back"
+]
 # A deployment never leaves these. `active` is not one: it is superseded or rolled back later.
 DEPLOYMENT_FINAL: frozenset[DeploymentStatus] = frozenset({"failed", "superseded", "rolled_back"})
+# The live deployment of its environment: `active`, or `unhealthy` while its running app keeps
+# crashing (it is still the one the edge routes to, and comes back to `active` once it serves).
+DEPLOYMENT_LIVE: frozenset[DeploymentStatus] = frozenset({"active", "unhealthy"})
 # The deployment's own activation is over (it is serving, or never will): what a client that
 # follows a deploy waits for.
-DEPLOYMENT_SETTLED: frozenset[DeploymentStatus] = DEPLOYMENT_FINAL | {"active"}
+DEPLOYMENT_SETTLED: frozenset[DeploymentStatus] = DEPLOYMENT_FINAL | DEPLOYMENT_LIVE
 DEPLOYMENT_RANK: dict[DeploymentStatus, int] = {
     "pending": 0,
     "activating": 1,
     "active": 2,
+    "unhealthy": 2,  # and back: both are the live deployment
     "failed": 3,
     "superseded": 3,
     "rolled_back": 3,

@@ -28,6 +28,11 @@ SUBJECT_GENERATION_EVENTS_PREFIX = "ld.events.generation"
 STREAM_LOGS = "LOGS"
 SUBJECT_LOGS_ALL = "ld.logs.>"
 SUBJECT_BUILD_LOGS_PREFIX = "ld.logs.build"
+SUBJECT_APP_LOGS_PREFIX = "ld.logs.app"
+
+# --- request/reply and control (core NATS, never stored) -----------------------------------
+SUBJECT_ENV_REQUESTS = "ld.rpc.env"  # EnvRequest → EnvReply, served by the control-api
+SUBJECT_BUILD_CANCEL = "ld.control.build.cancel"  # BuildCancelRequested, heard by every worker
 
 # --- JetStream advisories (published by the NATS server itself) ---------------------------
 ADVISORY_MAX_DELIVERIES_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
@@ -46,6 +51,7 @@ QUEUE_CONTROL_API = "control-api"
 OBJECT_STORE_ARTIFACTS = "artifacts"
 OBJECT_STORE_EXPORTS = "exports"
 KV_LEASES = "leases"
+KV_CANCELLATIONS = "cancellations"  # build id → cancelled, for builds cancelled while queued
 
 # --- service names: NATS connection names, and micro-service names (nats micro ls) ---------------
 # The control-api serves HTTP; its name only labels its NATS connection.
@@ -84,6 +90,11 @@ def generation_event_subject(job_id: str) -> str:
 def build_log_subject(build_id: str) -> str:
     """`ld.logs.build.<build>`: every log batch of one build, all attempts, in order."""
     return f"{SUBJECT_BUILD_LOGS_PREFIX}.{build_id}"
+
+
+def app_log_subject(project_id: str) -> str:
+    """`ld.logs.app.<project>`: every log batch of a project's running app (`AppLogBatch`)."""
+    return f"{SUBJECT_APP_LOGS_PREFIX}.{project_id}"
 
 
 def max_deliveries_advisory_subject(stream: str, consumer: str) -> str:
