@@ -39,7 +39,7 @@ if not __package__:
 
 from bench._platform import Dev, api, git, median, running_platform, scratch
 from launchdeck.build_worker.run import build_env, run_command
-from launchdeck.build_worker.sandbox import detect_sandbox
+from launchdeck.libs.launcher.sandbox import detect_sandbox
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "static-site"
 MODES = ("bwrap", "none")

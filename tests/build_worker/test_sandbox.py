@@ -19,9 +19,9 @@ import pytest
 from nats.js import JetStreamContext
 
 from launchdeck.build_worker.handler import BuildWorker
-from launchdeck.build_worker.sandbox import Sandbox, SandboxMode, detect_sandbox, toolchain_paths
 from launchdeck.contracts.messages import BuildRequested
 from launchdeck.libs.jobs import Outcome
+from launchdeck.libs.launcher.sandbox import Sandbox, SandboxMode, detect_sandbox, toolchain_paths
 from launchdeck.libs.processes import process_alive
 from tests.build_worker.processes import wait_gone
 from tests.build_worker.streams import build_events, log_lines

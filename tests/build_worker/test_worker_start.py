@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
-from launchdeck.build_worker.reaper import MARKER_VAR
 from launchdeck.build_worker.workspace import claim, lock_path
+from launchdeck.libs.launcher.reaper import MARKER_VAR
 from launchdeck.libs.processes import process_alive
 from tests.build_worker.processes import wait_gone
 from tests.build_worker.test_package_managers import bin_dir

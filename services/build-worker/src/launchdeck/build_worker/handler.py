@@ -37,12 +37,12 @@ from launchdeck.build_worker.logs import LogPublisher, LogTail, human_size, read
 from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.build_worker.run import build_env, build_path, parse_command, run_command
-from launchdeck.build_worker.sandbox import Sandbox, detect_sandbox
 from launchdeck.build_worker.settings import Settings
 from launchdeck.build_worker.workspace import claim, release
 from launchdeck.contracts.messages import Artifact, BuildRequested
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.libs.jobs import Delivery, Outcome
+from launchdeck.libs.launcher.sandbox import Sandbox, detect_sandbox
 from launchdeck.libs.logging import bind_ids, get_logger
 from launchdeck.libs.publish import NatsUnavailable
 

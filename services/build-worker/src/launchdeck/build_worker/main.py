@@ -16,13 +16,13 @@ import asyncio
 
 from launchdeck.build_worker.dependencies import keep_cache_within_limits
 from launchdeck.build_worker.handler import BuildWorker
-from launchdeck.build_worker.sandbox import Sandbox, SandboxUnavailable, detect_sandbox
 from launchdeck.build_worker.settings import Settings
 from launchdeck.build_worker.workspace import reclaim
 from launchdeck.contracts import subjects as s
 from launchdeck.contracts.messages import BuildRequested
 from launchdeck.libs.jetstream import public_nats_url
 from launchdeck.libs.jobs import ConsumerSpec, consume
+from launchdeck.libs.launcher.sandbox import Sandbox, SandboxUnavailable, detect_sandbox
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.service import Service, run_service
 from launchdeck.libs.settings import SettingsError

@@ -29,9 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from launchdeck.build_worker.errors import BuildFailed
-from launchdeck.build_worker.reaper import MARKER_VAR, kill_marked, kill_pipe_holders
-from launchdeck.build_worker.sandbox import BuildSandbox
 from launchdeck.contracts.messages import LogStream
+from launchdeck.libs.launcher.reaper import MARKER_VAR, kill_marked, kill_pipe_holders
+from launchdeck.libs.launcher.sandbox import BuildSandbox
 
 OutputSink = Callable[[LogStream, str], None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launchdeck.build_worker.sandbox import SANDBOX_MODES, SandboxMode
+from launchdeck.libs.launcher.sandbox import SANDBOX_MODES, SandboxMode
 from launchdeck.libs.settings import (
     SettingsError,
     env_bool,

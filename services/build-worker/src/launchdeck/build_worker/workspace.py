@@ -23,7 +23,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launchdeck.build_worker.reaper import kill_marked
+from launchdeck.libs.launcher.reaper import kill_marked
 
 LOCK_SUFFIX = ".lock"
 # <build id>-<attempt>-<8 hex>: only what matches is ever removed from the build directory.
