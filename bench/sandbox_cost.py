@@ -142,7 +142,7 @@ async def command_overhead(tmp: Path, runs: int = 50) -> tuple[list[float], list
                 ["true"],
                 cwd=workdir / "src",
                 env=env,
-                sink=lambda stream, line: None,
+                sink=lambda stream, lines: None,
                 timeout_s=30,
                 sandbox=jail if which == 0 else None,
             )

@@ -26,6 +26,12 @@ RUN uv sync --frozen --no-dev --no-editable --package launchdeck-deploy-engine
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 launchdeck
+# Apps run with the machine's runtimes (Node.js and npm for package.json apps; Python apps use the
+# image's python3), sandboxed in bubblewrap (the container must be allowed user namespaces; else
+# the engine says so at start and runs apps unsandboxed: docs/operations.md).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates nodejs npm bubblewrap \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app/.venv /app/.venv
 ENV PATH=/app/.venv/bin:$PATH LAUNCHDECK_STATE_DIR=/data LAUNCHDECK_LOG_FORMAT=json
 EXPOSE 8000 8090

@@ -378,7 +378,7 @@ def test_prune_clears_broken_entries_and_stale_leftovers(tmp_path: Path) -> None
 
 
 def test_download_caches_are_per_project(tmp_path: Path) -> None:
-    """npm, yarn, pnpm and corepack are pointed at directories of their own under the
+    """npm, yarn, pnpm, corepack and pip are pointed at directories of their own under the
     project's cache."""
     env = ProjectCache(tmp_path / "cache", PROJECT, 2, "production").download_env()
     base = tmp_path / "cache" / PROJECT / "production" / "downloads"
@@ -388,6 +388,7 @@ def test_download_caches_are_per_project(tmp_path: Path) -> None:
         "PNPM_STORE_DIR": str(base / "pnpm"),
         "npm_config_store_dir": str(base / "pnpm"),
         "COREPACK_HOME": str(base / "corepack"),
+        "PIP_CACHE_DIR": str(base / "pip"),
     }
     assert all(Path(path).is_dir() for path in env.values())
     odd = ProjectCache(tmp_path / "cache", "../escape", 2, "preview")

@@ -152,7 +152,7 @@ def test_paths_outside_the_repository_are_refused(tmp_path: Path, path: str) -> 
 
 
 def test_process_apps_are_detected(tmp_path: Path) -> None:
-    """Next.js, a start script or a Procfile web: line make a process app (not shipped yet)."""
+    """Next.js, a start script or a Procfile web: line make a process app."""
     next_app = make_tree(
         tmp_path / "next",
         {
@@ -175,6 +175,131 @@ def test_process_apps_are_detected(tmp_path: Path) -> None:
     assert "Python app" in plan.description
 
 
+@pytest.mark.parametrize(
+    ("lock", "install", "prune"),
+    [
+        (None, "npm install", "npm prune --omit=dev"),
+        ("package-lock.json", "npm ci", "npm prune --omit=dev"),
+        ("pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm prune --prod"),
+        (
+            "yarn.lock",
+            "yarn install --frozen-lockfile",
+            "yarn install --production --frozen-lockfile --ignore-scripts --prefer-offline",
+        ),
+        (".yarnrc.yml", "yarn install --immutable", "yarn workspaces focus --production"),
+    ],
+)
+def test_node_server_installs_builds_and_prunes_with_its_package_manager(
+    tmp_path: Path, lock: str | None, install: str, prune: str
+) -> None:
+    """A start script: installed (even without a build script), then dev dependencies pruned
+    by the package manager the lock file names; `npm start` is the web process."""
+    files = {"package.json": package_json({"start": "node server.js"}, {"nodemon": "3"})}
+    if lock == ".yarnrc.yml":
+        files.update({"yarn.lock": "", ".yarnrc.yml": "nodeLinker: node-modules\n"})
+    elif lock:
+        files[lock] = ""
+    make_tree(tmp_path, files)
+    plan = detect(tmp_path, BuildConfig())
+    assert (plan.kind, plan.install_command, plan.build_command) == ("process", install, None)
+    assert plan.prune_command == prune
+    assert plan.processes == {"web": "npm start"}
+    assert plan.output_candidates == (".",)
+    assert plan.runtimes == ("node",)
+
+
+def test_configured_start_command_wins_and_no_install_means_no_prune(tmp_path: Path) -> None:
+    """start_command replaces `npm start` (and a Procfile's web); an empty install_command
+    (node_modules committed) installs and prunes nothing."""
+    make_tree(
+        tmp_path,
+        {
+            "package.json": package_json({"start": "node .", "build": "tsc"}),
+            "Procfile": "web: node old.js\nworker: node jobs.js\n",
+        },
+    )
+    plan = detect(tmp_path, BuildConfig(start_command="node dist/main.js", install_command=""))
+    assert plan.processes == {"web": "node dist/main.js", "worker": "node jobs.js"}
+    assert (plan.install_command, plan.prune_command) == (None, None)
+    assert plan.build_command == "npm run build"
+
+
+def test_static_frameworks_stay_static_with_a_start_script(tmp_path: Path) -> None:
+    """Vite with a `start` (its dev server) is still a static site built into dist/."""
+    make_tree(
+        tmp_path,
+        {"package.json": package_json({"build": "vite build", "start": "vite"}, {"vite": "5"})},
+    )
+    plan = detect(tmp_path, BuildConfig())
+    assert (plan.kind, plan.output_candidates, plan.prune_command) == ("static", ("dist",), None)
+    assert plan.processes == {}
+
+
+def test_procfile_types_and_release_command(tmp_path: Path) -> None:
+    """Every Procfile type is a process; `release:` is the release command, not a process;
+    an app may be a worker only; the health path is made absolute."""
+    make_tree(
+        tmp_path / "full",
+        {"Procfile": "web: ./server\nworker: ./jobs --queue=a\nrelease: ./migrate\n"},
+    )
+    make_tree(tmp_path / "worker", {"Procfile": "worker: ./bot\n"})
+    full = detect(tmp_path / "full", BuildConfig(health_path="healthz"))
+    assert full.processes == {"web": "./server", "worker": "./jobs --queue=a"}
+    assert (full.release_command, full.health_path, full.runtimes) == ("./migrate", "/healthz", ())
+    assert full.description == "app with a Procfile (web, worker)"
+    worker = detect(tmp_path / "worker", BuildConfig())
+    assert (worker.kind, worker.processes, worker.start_command) == (
+        "process",
+        {"worker": "./bot"},
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("files", "install"),
+    [
+        (
+            {"requirements.txt": "waitress\n", "pyproject.toml": "[project]\nname='x'\n"},
+            "python3 -m pip install --target .launchdeck/site-packages -r requirements.txt",
+        ),
+        (
+            {"pyproject.toml": "[project]\nname = 'app'\ndependencies = ['waitress>=3', 'six']\n"},
+            "python3 -m pip install --target .launchdeck/site-packages 'waitress>=3' six",
+        ),
+        (
+            {
+                "pyproject.toml": "[project]\nname = 'app'\ndependencies = ['six']\n"
+                "[build-system]\nrequires = ['hatchling']\nbuild-backend = 'hatchling.build'\n"
+            },
+            "python3 -m pip install --target .launchdeck/site-packages .",
+        ),
+        ({"pyproject.toml": "[project]\nname = 'app'\n"}, None),
+    ],
+)
+def test_python_dependencies_install_into_the_release(
+    tmp_path: Path, files: dict[str, str], install: str | None
+) -> None:
+    """requirements.txt first; a packaged pyproject installs itself, an unpackaged one its
+    dependency list; the start command comes from the Procfile."""
+    make_tree(tmp_path, {**files, "Procfile": "web: python3 app.py\n"})
+    plan = detect(tmp_path, BuildConfig())
+    assert (plan.kind, plan.python_install, plan.install_command) == ("process", install, None)
+    assert plan.runtimes == ("python",)
+    assert plan.processes == {"web": "python3 app.py"}
+
+
+def test_a_configured_install_command_replaces_the_python_install(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"requirements.txt": "six\n", "Procfile": "web: python3 app.py\n"})
+    plan = detect(tmp_path, BuildConfig(install_command="make deps"))
+    assert (plan.install_command, plan.python_install) == ("make deps", None)
+
+
+def test_python_project_without_a_command_names_what_it_needs(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"pyproject.toml": "[project]\nname = 'app'\n", "app.py": ""})
+    with pytest.raises(BuildFailed, match=r'Found a Python project \(pyproject.toml\).*"web:"'):
+        detect(tmp_path, BuildConfig())
+
+
 def test_unknown_layout_names_what_was_looked_for(tmp_path: Path) -> None:
     """A repository with nothing recognisable fails with a message listing every signal."""
     make_tree(tmp_path, {"README.md": "hello", "src/main.c": "int main(){}"})
@@ -182,7 +307,14 @@ def test_unknown_layout_names_what_was_looked_for(tmp_path: Path) -> None:
         detect(tmp_path, BuildConfig())
     message = str(info.value)
     assert message.startswith("Could not detect how to build this app in the repository root")
-    for looked_for in ("launchdeck.toml", "package.json", "Procfile", "public/index.html"):
+    for looked_for in (
+        "launchdeck.toml",
+        'package.json with a "build" or "start" script',
+        "Procfile",
+        "requirements.txt",
+        "pyproject.toml",
+        "public/index.html",
+    ):
         assert looked_for in message
     assert "output_dir" in message
 

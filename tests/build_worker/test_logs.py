@@ -4,31 +4,31 @@ and with NATS away: the bounded buffer, the line explaining dropped lines, never
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.build_worker.logs import LogPublisher, LogPublishError, make_masker, read_log_tail
+from launchdeck.build_worker.logs import (
+    MAX_BATCH_LINES,
+    LogPublisher,
+    LogPublishError,
+    read_log_tail,
+)
+from launchdeck.build_worker.run import run_command
 from tests.build_worker.streams import log_batches, log_lines
 from tests.libs.support import RestartableNats
 from tests.polling import eventually
 
 
-def test_masker_replaces_every_secret_value() -> None:
-    """Each secret value (longest first, overlapping ones too) becomes *** wherever it appears."""
-    mask = make_masker(["hunter2", "hunter2-long", "ab", ""])
-    assert mask is not None
-    assert mask("pw=hunter2 and hunter2-long; ab stays") == "pw=*** and ***; ab stays"
-    assert make_masker([]) is None
-    assert make_masker(["x"]) is None  # too short to mask without shredding every line
-
-
 async def test_lines_are_numbered_batched_and_end_with_eof(js: JetStreamContext) -> None:
-    """Seq runs 1..N across batches of at most 100 lines; the last batch has eof and status."""
+    """Seq runs 1..N across batches (100 lines when the sender is free, more gathered while it
+    is busy); the last batch has eof and status."""
     build_id = str(uuid.uuid4())
     logs = LogPublisher(js, build_id, attempt=1)
     for i in range(250):
@@ -41,7 +41,8 @@ async def test_lines_are_numbered_batched_and_end_with_eof(js: JetStreamContext)
     assert [line.seq for line in lines] == list(range(1, 252))
     assert [line.line for line in lines[:250]] == [f"line {i}" for i in range(250)]
     assert (lines[-1].stream, lines[-1].line) == ("system", "done")
-    assert all(len(batch.lines) <= 100 for batch in batches)
+    assert len(batches[0].lines) == 100  # the sender was free: the first 100 went at once
+    assert all(len(batch.lines) <= MAX_BATCH_LINES for batch in batches)
     assert [b.eof for b in batches] == [False] * (len(batches) - 1) + [True]
     assert batches[-1].status == "succeeded"
     tail = await read_log_tail(js, build_id)
@@ -175,3 +176,61 @@ async def test_flush_and_close_fail_after_the_deadline_instead_of_waiting_foreve
     with pytest.raises(LogPublishError):
         await asyncio.wait_for(logs.close("succeeded"), 5)
     assert time.monotonic() - started < 1
+
+
+PRINTER = "import sys\nfor i in range(int(sys.argv[1])):\n    print(f'line {i} of a burst')\n"
+
+
+async def test_a_burst_faster_than_nats_is_held_back_not_dropped(
+    js: JetStreamContext, tmp_path: Path
+) -> None:
+    """A command printing 30,000 lines at once, with room for 1,000 unsent lines: the reader
+    waits for the sender (`pace`) instead of dropping, so every line is stored, in order; under
+    the backlog, batches grow past 100 lines."""
+    build_id = str(uuid.uuid4())
+    logs = LogPublisher(js, build_id, attempt=1, buffer_lines=1000)
+    (tmp_path / "burst.py").write_text(PRINTER)
+    await run_command(
+        ["python3", "burst.py", "30000"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        sink=logs.write_output,
+        timeout_s=120,
+    )
+    await logs.close("succeeded")
+
+    batches = await log_batches(js, build_id)
+    lines = [line for batch in batches for line in batch.lines]
+    assert [line.line for line in lines] == [f"line {i} of a burst" for i in range(30_000)]
+    assert [line.seq for line in lines] == list(range(1, 30_001))
+    assert max(len(batch.lines) for batch in batches) > 100
+
+
+async def test_with_nats_away_the_build_is_not_held_back(
+    restartable_nats: RestartableNats, own_nc: Client, own_js: JetStreamContext, tmp_path: Path
+) -> None:
+    """NATS away: the reader stops waiting for it after `STALLED_SEND_S`, the command runs to
+    its end, and what the buffer cannot hold is counted and explained once NATS is back."""
+    build_id = str(uuid.uuid4())
+    logs = LogPublisher(
+        own_js, build_id, attempt=1, buffer_lines=5, deadline=lambda: time.monotonic() + 60
+    )
+    (tmp_path / "burst.py").write_text(PRINTER)
+    logs.write("stdout", "before")
+    await logs.flush()
+    await restartable_nats.astop()
+    await eventually("the client sees the server gone", lambda: not own_nc.is_connected)
+    took = await run_command(
+        ["python3", "burst.py", "200"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"]},
+        sink=logs.write_output,
+        timeout_s=60,
+    )
+    assert took < 10  # never held back until NATS returns
+    await restartable_nats.astart()
+    await logs.close("succeeded")
+
+    text = [line.line for line in await log_lines(own_js, build_id)]
+    assert text[:6] == ["before"] + [f"line {i} of a burst" for i in range(5)]
+    assert re.fullmatch(r"✂ 195 lines were not recorded: .*", text[6]), text[6]

@@ -1,4 +1,5 @@
-"""The build-worker as a process: takes jobs, answers micro pings, hands work back on SIGTERM."""
+"""The build-worker as a process: takes jobs, answers micro pings, hands work back on SIGTERM.
+It asks each build's env vars of a control-api (`ld.rpc.env`): a real env server answers here."""
 
 from __future__ import annotations
 
@@ -6,23 +7,37 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
+import pytest_asyncio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.codec import encode
 from launchdeck.contracts.messages import BuildRequested, BuildStatusChanged
 from launchdeck.contracts.subjects import SERVICE_BUILD_WORKER, SUBJECT_BUILD_JOBS
+from launchdeck.control_api.domain.sealing import KeyRing
+from launchdeck.libs import db
 from tests.build_worker.processes import wait_gone
 from tests.build_worker.streams import build_events, log_lines
-from tests.build_worker.support import CommandFactory
 from tests.build_worker.test_handler import INTERRUPTIBLE
+from tests.env_rpc import env_server, registered_build
 from tests.polling import eventually
 from tests.service_process import ServiceProcess, service_env
 from tests.support import GitRepoFactory
+
+RING = KeyRing.from_secrets("build-worker-main-tests-" + uuid.uuid4().hex)
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await db.create_pool(database_url, max_size=4)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture
@@ -56,15 +71,27 @@ async def wait_for_event(
 async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
     nc: Client,
     js: JetStreamContext,
+    pool: asyncpg.Pool,
+    nats_url: str,
     worker_process: ServiceProcess,
-    command: CommandFactory,
     make_git_repo: GitRepoFactory,
     tmp_path: Path,
 ) -> None:
     """A worker stopped mid-build exits cleanly; the job comes back as attempt 2 and succeeds."""
     marker = tmp_path / "first-attempt.pid"
     repo = make_git_repo({"slow.py": INTERRUPTIBLE.format(marker=str(marker))})
-    cmd = command(repo, build_command="python3 slow.py")
+    cmd = await registered_build(pool, RING, repo, build_command="python3 slow.py")
+    async with env_server(pool, nats_url, RING):
+        await sigterm_and_redelivery(nc, js, worker_process, cmd, marker)
+
+
+async def sigterm_and_redelivery(
+    nc: Client,
+    js: JetStreamContext,
+    worker_process: ServiceProcess,
+    cmd: BuildRequested,
+    marker: Path,
+) -> None:
     # The build reports through a file outside its workspace: unsandboxed.
     worker_process.env["LAUNCHDECK_BUILD_SANDBOX"] = "none"
     worker_process.start()
@@ -76,7 +103,7 @@ async def test_sigterm_hands_the_build_back_and_the_next_worker_finishes_it(
 
     await eventually("the build command itself to start", marker.exists)
     assert await asyncio.to_thread(worker_process.stop, signal.SIGTERM, 20.0) == 0
-    await wait_gone(int(marker.read_text()))  # the build's processes went with the worker
+    await wait_gone(int(await asyncio.to_thread(marker.read_text)))  # went with the worker
 
     worker_process.start()
     done = await wait_for_event(js, cmd, "succeeded", 2, worker_process)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from launchdeck.build_worker.errors import BuildFailed
-from launchdeck.build_worker.run import build_env, parse_command, run_command
+from launchdeck.build_worker.errors import BuildFailed, BuildTimedOut
+from launchdeck.build_worker.run import build_env, each_line, parse_command, run_command
 from launchdeck.contracts.messages import LogStream
 from tests.build_worker.processes import wait_gone
 
@@ -23,7 +23,7 @@ async def run(command: str, cwd: Path, timeout_s: float = 30) -> Lines:
         parse_command(command),
         cwd=cwd,
         env=build_env(cwd),
-        sink=lambda stream, line: lines.append((stream, line)),
+        sink=each_line(lambda stream, line: lines.append((stream, line))),
         timeout_s=timeout_s,
     )
     return lines
@@ -71,11 +71,40 @@ def test_only_the_named_worker_variables_are_passed_on(
         tools={"npm_config_cache": "/cache/npm"},
     )
     assert set(env) == {
-        "PATH", "HOME", "LANG", "CI", "NODE_EXTRA_CA_CERTS", "npm_config_cache", "APP",
+        "PATH", "HOME", "LANG", "TMPDIR", "CI", "NODE_EXTRA_CA_CERTS", "npm_config_cache", "APP",
     }  # fmt: skip
     assert env["NODE_EXTRA_CA_CERTS"] == "/repo/ca.pem"  # the project's own wins
     inherited = build_env(tmp_path, passthrough=("NODE_EXTRA_CA_CERTS",))
     assert inherited["NODE_EXTRA_CA_CERTS"] == "/etc/ssl/proxy-ca.pem"
+
+
+def test_the_platforms_variables_are_never_passed_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Database URL, NATS URL and credentials, the secret key, the admin and git tokens stay
+    out of a build even when the operator's pass-through list names them; a build gets a
+    TMPDIR of its own; the project's variables (here one named like a platform variable: the
+    project's own value) are given as they are."""
+    platform = {
+        "DATABASE_URL": "postgres://secret@db/x",
+        "NATS_URL": "nats://u:p@h:4222",
+        "NATS_PASSWORD": "p",
+        "LAUNCHDECK_SECRET_KEY": "k",
+        "LAUNCHDECK_TOKEN": "t",
+        "LAUNCHDECK_GIT_TOKEN": "g",
+    }
+    for name, value in platform.items():
+        monkeypatch.setenv(name, value)
+    env = build_env(
+        tmp_path / "home",
+        {"APP_DATABASE": "app", "NATS_URL": "nats://the-apps-own:4222"},
+        tmpdir=tmp_path / "tmp",
+        passthrough=tuple(platform),
+    )
+    assert not set(env) & (set(platform) - {"NATS_URL"})
+    assert env["NATS_URL"] == "nats://the-apps-own:4222"
+    assert env["TMPDIR"] == str(tmp_path / "tmp")
+    assert build_env(tmp_path)["TMPDIR"] == "/tmp"  # the sandbox's own /tmp
 
 
 async def test_arguments_are_not_shell_interpreted(tmp_path: Path) -> None:
@@ -107,8 +136,10 @@ async def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
         "print('started', flush=True)\ntime.sleep(600)\n"
     )
     started = time.monotonic()
-    with pytest.raises(BuildFailed, match="did not finish within the build's time limit"):
+    timed_out = r"^Timed out: .* while running `.*spawn\.py`"
+    with pytest.raises(BuildTimedOut, match=timed_out) as raised:
         await run(f"{sys.executable} spawn.py", tmp_path, timeout_s=1.0)
+    assert raised.value.reason == "timeout"
     assert time.monotonic() - started < 10
     await wait_gone(int(pid_file.read_text()))
 

@@ -31,7 +31,7 @@ from tests.service_process import ServiceProcess, service_env
 MID_BUILD = """\
 import asyncio, sys
 from pathlib import Path
-from launchdeck.build_worker.run import run_command
+from launchdeck.build_worker.run import each_line, run_command
 from launchdeck.build_worker.workspace import claim
 
 workdir = Path(sys.argv[1])
@@ -39,7 +39,8 @@ claim(workdir)
 (workdir / "src").mkdir()
 script = f"setsid sleep {sys.argv[2]} & sleep {sys.argv[3]} & echo started; wait"
 asyncio.run(run_command(["sh", "-c", script], cwd=workdir / "src", env={"PATH": "/usr/bin:/bin"},
-                        sink=lambda stream, line: print(line, flush=True), timeout_s=600,
+                        sink=each_line(lambda stream, line: print(line, flush=True)),
+                        timeout_s=600,
                         marker=str(workdir)))
 """
 

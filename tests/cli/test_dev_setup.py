@@ -73,6 +73,27 @@ def test_platform_credentials_reach_only_the_control_api(tmp_path: Path) -> None
         assert "LAUNCHDECK_SECRET_KEY" not in env[name]
 
 
+def test_a_previous_secret_key_reaches_only_the_control_api(tmp_path: Path) -> None:
+    """During a key rotation the previous key (`<state>/secret.key.previous`) goes to the
+    control-api alone, like the key itself, and never from the outer environment to a worker."""
+    specs = service_specs(
+        base_env={"PATH": "/usr/bin", "LAUNCHDECK_SECRET_KEY_PREVIOUS": "outer-previous"},
+        state=tmp_path,
+        database_url="postgresql://postgres@/launchdeck?host=/sock",
+        nats_url="nats://127.0.0.1:41000",
+        secret_key="s3cret",
+        secret_key_previous="old-s3cret",
+        ports=DevPorts(api=8080, edge=8000, deploy_engine=41001, nats=41000),
+        console=False,
+    )
+    env = {spec.name: dict(spec.env) for spec in specs}
+    assert env["control-api"]["LAUNCHDECK_SECRET_KEY_PREVIOUS"] == "old-s3cret"
+    for name in ("build-worker", "deploy-engine", "generator"):
+        assert "LAUNCHDECK_SECRET_KEY_PREVIOUS" not in env[name]
+    without = specs_by_name(tmp_path, {"LAUNCHDECK_SECRET_KEY_PREVIOUS": "outer-previous"})
+    assert all("LAUNCHDECK_SECRET_KEY_PREVIOUS" not in e for e in without.values())
+
+
 def test_each_service_gets_its_own_nats_login_and_nobody_elses(tmp_path: Path) -> None:
     """With the embedded NATS each service gets its own user and the path of its own password
     file — never a password in its environment, never another service's or the operator's

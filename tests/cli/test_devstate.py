@@ -25,6 +25,7 @@ from launchdeck.cli.devstate import (
     load_or_create_secret,
     mark_not_ready,
     read_dev_json,
+    read_secret,
     recorded_ports,
     write_dev_json,
 )
@@ -112,6 +113,20 @@ def test_secret_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert len(first) >= 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_secret(path) == first
+
+
+def test_a_previous_secret_key_is_read_only_when_there_is_one(tmp_path: Path) -> None:
+    """`secret.key.previous` (an operator rotating the key) is read and made 0600; absent or
+    empty, there is none, and nothing is created."""
+    path = tmp_path / "secret.key.previous"
+    assert read_secret(path) is None
+    assert not path.exists()
+    path.write_text("old-key\n")
+    path.chmod(0o644)
+    assert read_secret(path) == "old-key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("\n")
+    assert read_secret(path) is None
 
 
 def test_admin_token_is_stable_while_it_verifies(tmp_path: Path) -> None:

@@ -149,14 +149,14 @@ async def test_a_quiet_live_reader_resubscribes_where_it_was(
     keeps a viewer alive through a NATS restart): nothing is repeated or lost."""
     monkeypatch.setattr(logstream, "IDLE_RESUBSCRIBE_S", 0.2)
     subscribes = 0
-    real_subscribe = logstream._subscribe
+    real_subscribe = logstream.subscribe_from
 
     async def counting_subscribe(*args: Any, **kwargs: Any) -> Any:
         nonlocal subscribes
         subscribes += 1
         return await real_subscribe(*args, **kwargs)
 
-    monkeypatch.setattr(logstream, "_subscribe", counting_subscribe)
+    monkeypatch.setattr(logstream, "subscribe_from", counting_subscribe)
     build_id = str(uuid.uuid4())
     worker = LogPublisher(js, build_id)
     await worker.lines(30, per_batch=10)

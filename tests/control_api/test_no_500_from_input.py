@@ -35,8 +35,10 @@ from launchdeck.contracts.api import (
     BuildCreate,
     BuildSettings,
     DeploymentCreate,
+    EnvVarSet,
     ProjectCreate,
     ProjectUpdate,
+    Redeploy,
 )
 from tests.control_api.support import Api, unique
 
@@ -91,6 +93,10 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "start_command": st.just("node server.js"),
     "health_path": st.just("/healthz"),
     "timeout_s": st.integers(1, 3600),
+    "value": st.text(max_size=30),
+    "targets": st.lists(
+        st.sampled_from(["build", "preview", "production"]), min_size=1, max_size=3
+    ),
 }
 BUILD_FIELDS = list(BuildSettings.__struct_fields__)
 PLAUSIBLE["build"] = st.fixed_dictionaries({}, optional={f: PLAUSIBLE[f] for f in BUILD_FIELDS})
@@ -243,8 +249,30 @@ async def test_deployment_create(api: Api, target: Target, sent: Sent) -> None:
 
 
 @FUZZ
+@given(sent=bodies(EnvVarSet), key=st.one_of(st.sampled_from(["API_TOKEN", "K_1"]), hostile_text))
+async def test_env_set(api: Api, target: Target, sent: Sent, key: str) -> None:
+    """Env var values may hold any character but NUL (a PEM key has newlines), so of them only
+    "no 500" is asked; names come through the path, any text."""
+    path = f"/api/v1/projects/{target.name}/env/{quote(key, safe='')}"
+    for method in ("PUT", "DELETE"):
+        reply = await api.call(
+            method,
+            path,
+            data=json.dumps(sent.body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        assert_no_server_error(reply, (method, key, sent.body))
+
+
+@FUZZ
+@given(sent=bodies(Redeploy))
+async def test_redeploy(api: Api, target: Target, sent: Sent) -> None:
+    await send(api, "POST", f"/api/v1/projects/{target.name}/redeploy", sent)
+
+
+@FUZZ
 @given(
-    which=st.sampled_from(["projects", "builds", "deployments"]),
+    which=st.sampled_from(["projects", "builds", "deployments", "env"]),
     cursor=forged_cursor(),
     limit=st.one_of(st.none(), hostile_text, st.integers(-(2**70), 2**70).map(str)),
 )

@@ -40,9 +40,16 @@ ROUTES = [
     Route("GET", "/api/v1/builds/{id}", other_project=404, read_only=200),
     Route("GET", "/api/v1/builds/{id}/logs", other_project=404, read_only=200),
     Route("GET", "/api/v1/builds/{id}/logs/ws", other_project=404, read_only=101),
+    Route("POST", "/api/v1/builds/{id}/cancel", other_project=404, read_only=403),
+    Route("GET", "/api/v1/projects/{id}/logs", other_project=404, read_only=200),
+    Route("GET", "/api/v1/projects/{id}/logs/ws", other_project=404, read_only=101),
     Route("GET", "/api/v1/projects/{id}/deployments", other_project=404, read_only=200),
     Route("POST", "/api/v1/projects/{id}/deployments", other_project=404, read_only=403),
     Route("POST", "/api/v1/projects/{id}/rollback", other_project=404, read_only=403),
+    Route("POST", "/api/v1/projects/{id}/redeploy", other_project=404, read_only=403),
+    Route("GET", "/api/v1/projects/{id}/env", other_project=404, read_only=200),
+    Route("PUT", "/api/v1/projects/{id}/env/{key}", other_project=404, read_only=403),
+    Route("DELETE", "/api/v1/projects/{id}/env/{key}", other_project=404, read_only=403),
     Route("GET", "/api/v1/deployments/{id}", other_project=404, read_only=200),
     Route("GET", "/api/v1/ws", other_project=101, read_only=101),
 ]
@@ -61,7 +68,7 @@ class Subject:
             value = self.deployment.id
         else:
             value = self.project.id
-        return pattern.replace("{id}", str(value))
+        return pattern.replace("{id}", str(value)).replace("{key}", "API_TOKEN")
 
     def body(self, route: Route) -> dict[str, object] | None:
         """A valid body, so the answer is about authorisation and not about the input."""
@@ -74,6 +81,8 @@ class Subject:
                 return {"deploy": False}
             case ("POST", "/api/v1/projects/{id}/deployments"):
                 return {"build_id": str(self.build.id)}
+            case ("PUT", "/api/v1/projects/{id}/env/{key}"):
+                return {"value": "a value", "targets": ["build"]}
             case ("POST", _):
                 return {}
         return None

@@ -60,3 +60,18 @@ def test_operator_limits_defaults_and_values() -> None:
 def test_a_limit_of_zero_is_refused_naming_the_variable(name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         make_settings("postgresql://unused", "nats://unused", **{name: "0"})
+
+
+def test_the_previous_secret_key_is_optional_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """LAUNCHDECK_SECRET_KEY_PREVIOUS (during a key rotation) is read when set; neither key
+    appears in the settings' repr (a log line or a traceback that prints them)."""
+    monkeypatch.delenv("LAUNCHDECK_SECRET_KEY_PREVIOUS", raising=False)
+    assert make_settings("postgresql://unused", "nats://unused").secret_key_previous is None
+    settings = make_settings(
+        "postgresql://unused", "nats://unused", LAUNCHDECK_SECRET_KEY_PREVIOUS="old-key-x9"
+    )
+    assert settings.secret_key_previous == "old-key-x9"
+    assert "old-key-x9" not in repr(settings)
+    assert settings.secret_key not in repr(settings)

@@ -164,8 +164,10 @@ async def launch_platform(
     finally:
         for service in list(p.processes):
             p.stop(service)
+        from launchdeck.deploy_engine.apps.shutdown import stop_apps
         from launchdeck.deploy_engine.caddy import stop_caddy
 
+        stop_apps(state_dir, grace_s=2.0)  # apps outlive the engine, as Caddy does
         stop_caddy(state_dir)
     refused = permission_violations(nats_logs, since=log_start)
     assert not refused, f"NATS refused the services (tests/nats_auth.py): {refused}"

@@ -31,6 +31,7 @@ BUCKET_STREAMS = [
     f"OBJ_{s.OBJECT_STORE_ARTIFACTS}",
     f"OBJ_{s.OBJECT_STORE_EXPORTS}",
     f"KV_{s.KV_LEASES}",
+    f"KV_{s.KV_CANCELLATIONS}",
 ]
 EVERY_STREAM = [str(config.name) for config in stream_configs()] + BUCKET_STREAMS
 

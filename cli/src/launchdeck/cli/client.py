@@ -21,6 +21,8 @@ from launchdeck.contracts.api import (
     BuildCreate,
     BuildOut,
     DeploymentOut,
+    EnvVarOut,
+    EnvVarSet,
     Page,
     Problem,
     ProblemField,
@@ -28,7 +30,7 @@ from launchdeck.contracts.api import (
     ProjectCreated,
     ProjectOut,
 )
-from launchdeck.contracts.ws import EndFrame, ErrorFrame, LogFrame, decode_frame
+from launchdeck.contracts.ws import AppLogFrame, EndFrame, ErrorFrame, LogFrame, decode_frame
 
 T = TypeVar("T")
 
@@ -273,6 +275,63 @@ class LaunchdeckClient:
                 )
             await asyncio.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
 
+    async def cancel_build(self, build_id: str) -> BuildOut:
+        """Cancel a queued or running build (ApiError 409 once it has finished)."""
+        return await self._call(BuildOut, "POST", f"/api/v1/builds/{_segment(build_id)}/cancel")
+
+    # App logs ---------------------------------------------------------------
+
+    async def app_log_text(self, project: str, *, tail: int) -> str:
+        """The last `tail` lines of the project's running app, as text."""
+        payload = await self._send(
+            "GET", f"/api/v1/projects/{_segment(project)}/logs", params={"tail": str(tail)}
+        )
+        return payload.decode("utf-8", errors="replace")
+
+    async def follow_app_log(self, project: str, *, tail: int) -> AsyncIterator[AppLogFrame]:
+        """The last `tail` lines of the project's running app, then its new lines for as long
+        as the caller reads. A dropped connection resumes from the cursor of the last line seen;
+        lines already seen (by deployment, process and seq) are dropped."""
+        url = f"{self.api_url}/api/v1/projects/{_segment(project)}/logs/ws"
+        params = {"tail": str(tail)}
+        seen: dict[tuple[str, str], int] = {}
+        failures = 0
+        while True:
+            try:
+                async with self.session.ws_connect(
+                    url, params=params, headers=self._headers(), heartbeat=30.0
+                ) as ws:
+                    async for message in ws:
+                        if message.type is not aiohttp.WSMsgType.TEXT:
+                            continue
+                        try:
+                            frame = decode_frame(message.data)
+                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                            raise UnexpectedResponse(f"not a log frame: {exc}") from None
+                        match frame:
+                            case AppLogFrame():
+                                key = (frame.deployment_id, frame.process)
+                                params = {"from_cursor": str(frame.cursor)}
+                                failures = 0
+                                if frame.seq > seen.get(key, 0):
+                                    seen[key] = frame.seq
+                                    yield frame
+                            case ErrorFrame(message=problem):
+                                raise ApiError(status=0, title="log stream error", detail=problem)
+            except aiohttp.WSServerHandshakeError as exc:
+                if 400 <= exc.status < 500:
+                    raise ApiError(
+                        status=exc.status,
+                        title=f"HTTP {exc.status}",
+                        detail=f"cannot open the log of project {project}",
+                    ) from exc
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                pass
+            failures += 1
+            if failures > self._reconnect_attempts:
+                raise ApiUnreachable(f"lost the log of project {project} and could not reconnect")
+            await asyncio.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
+
     # Deployments ------------------------------------------------------------
 
     async def get_deployment(self, deployment_id: str) -> DeploymentOut:
@@ -295,3 +354,28 @@ class LaunchdeckClient:
         return await self._call(
             DeploymentOut, "POST", f"/api/v1/projects/{_segment(project)}/rollback"
         )
+
+    async def redeploy(self, project: str) -> DeploymentOut:
+        """The live production build deployed again (no rebuild), with the current env vars."""
+        return await self._call(
+            DeploymentOut, "POST", f"/api/v1/projects/{_segment(project)}/redeploy"
+        )
+
+    # Env vars ---------------------------------------------------------------
+
+    async def list_env(self, project: str) -> list[EnvVarOut]:
+        """The project's env vars: names and targets (the API never returns a value)."""
+        return [
+            v async for v in self._pages(EnvVarOut, f"/api/v1/projects/{_segment(project)}/env")
+        ]
+
+    async def set_env(self, project: str, key: str, body: EnvVarSet) -> EnvVarOut:
+        return await self._call(
+            EnvVarOut,
+            "PUT",
+            f"/api/v1/projects/{_segment(project)}/env/{_segment(key)}",
+            body=body,
+        )
+
+    async def unset_env(self, project: str, key: str) -> None:
+        await self._send("DELETE", f"/api/v1/projects/{_segment(project)}/env/{_segment(key)}")

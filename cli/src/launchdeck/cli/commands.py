@@ -15,14 +15,24 @@ from typing import TypeVar
 
 from launchdeck.cli.client import LaunchdeckClient
 from launchdeck.cli.output import Terminal, table
-from launchdeck.contracts.api import BuildOut, BuildSettings, DeploymentOut, ProjectCreate
-from launchdeck.contracts.statuses import DEPLOYMENT_SETTLED
+from launchdeck.contracts.api import (
+    BuildOut,
+    BuildSettings,
+    DeploymentOut,
+    EnvVarSet,
+    ProjectCreate,
+    app_log_text,
+)
+from launchdeck.contracts.messages import EnvTarget
+from launchdeck.contracts.statuses import BUILD_FINISHED, DEPLOYMENT_SETTLED
 from launchdeck.contracts.ws import EndFrame
 
 T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.5
 DEFAULT_DEPLOY_TIMEOUT_S = 180.0
+DEFAULT_CANCEL_TIMEOUT_S = 30.0
+DEFAULT_APP_LOG_TAIL = 100
 
 
 class DeadlineExceeded(Exception):
@@ -217,6 +227,52 @@ async def logs(client: LaunchdeckClient, term: Terminal, *, build: str, follow: 
     return 1
 
 
+async def app_logs(
+    client: LaunchdeckClient, term: Terminal, *, project: str, follow: bool, tail: int
+) -> int:
+    """The running app's last `tail` lines; with `follow`, then its new ones until Ctrl-C."""
+    if not follow:
+        term.raw(await client.app_log_text(project, tail=tail))
+        return 0
+    await client.get_project(project)  # a clear 404 before opening the stream
+    async for frame in client.follow_app_log(project, tail=tail):
+        text = app_log_text(frame.ts, frame.process, frame.deployment_id, frame.line)
+        term.log_line(frame.stream, text)
+    return 0  # pragma: no cover (the server never ends it)
+
+
+async def cancel(
+    client: LaunchdeckClient, term: Terminal, *, build: str, wait: bool, timeout_s: float
+) -> int:
+    """Cancel a build; unless `wait` is False, wait until it has stopped. 0 when it ended
+    cancelled, 1 when it finished otherwise first (or did not stop in time)."""
+    try:
+        build_id = await resolve_build(client, build)
+    except NoSuchBuild as exc:
+        term.error(str(exc))
+        return 1
+    out = await client.cancel_build(build_id)
+    if out.status == "cancelled":
+        term.success(f"Build #{out.number} {out.id} cancelled (it never ran)")
+        return 0
+    term.info(f"Cancelling build #{out.number} {out.id} ({out.status})…")
+    if not wait:
+        return 0
+    deadline = time.monotonic() + timeout_s
+    current = out
+    while current.status not in BUILD_FINISHED:
+        if time.monotonic() >= deadline:
+            term.error(f"build #{out.number} is still {current.status} after {timeout_s:g}s")
+            return 1
+        await asyncio.sleep(POLL_INTERVAL_S)
+        current = await client.get_build(build_id)
+    if current.status == "cancelled":
+        term.success(f"Build #{out.number} cancelled: its processes were stopped")
+        return 0
+    term.error(f"build #{out.number} finished {current.status} before it could be cancelled")
+    return 1
+
+
 # deployments ----------------------------------------------------------------------
 
 
@@ -321,6 +377,22 @@ async def rollback(
 ) -> int:
     deployment = await client.rollback(project)
     term.info(f"Rolling back {project}: deployment {deployment.id} of build {deployment.build_id}")
+    return await _follow_deployment(client, term, deployment, timeout_s)
+
+
+async def redeploy(
+    client: LaunchdeckClient, term: Terminal, *, project: str, timeout_s: float
+) -> int:
+    """The live build again (no rebuild), so its app starts with the current env vars."""
+    deployment = await client.redeploy(project)
+    term.info(f"Redeploying {project}: deployment {deployment.id} of build {deployment.build_id}")
+    return await _follow_deployment(client, term, deployment, timeout_s)
+
+
+async def _follow_deployment(
+    client: LaunchdeckClient, term: Terminal, deployment: DeploymentOut, timeout_s: float
+) -> int:
+    """Wait until `deployment` settles, printing its statuses; the exit code of the outcome."""
     deadline = time.monotonic() + timeout_s
     try:
         settled = await wait_for_deployment(client, term, str(deployment.id), deadline=deadline)
@@ -328,3 +400,45 @@ async def rollback(
         term.error(f"{exc} after {timeout_s:g}s")
         return 1
     return _report(term, _deployment_outcome(settled))
+
+
+# env vars -------------------------------------------------------------------------
+
+
+async def env_list(client: LaunchdeckClient, term: Terminal, *, project: str) -> int:
+    """The project's env vars by name, with their targets (values are never shown)."""
+    variables = await client.list_env(project)
+    if not variables:
+        term.info(f"No env vars yet. Set one with: launchdeck env set {project} KEY VALUE")
+        return 0
+    rows = [("KEY", "TARGETS", "UPDATED")] + [
+        (v.key, ",".join(v.targets), _when(v.updated_at)) for v in variables
+    ]
+    for line in table(rows):
+        term.info(line.rstrip())
+    return 0
+
+
+async def env_set(
+    client: LaunchdeckClient,
+    term: Terminal,
+    *,
+    project: str,
+    key: str,
+    value: str,
+    targets: list[EnvTarget] | None,
+) -> int:
+    body = EnvVarSet(value=value, targets=targets) if targets else EnvVarSet(value=value)
+    var = await client.set_env(project, key, body)
+    term.success(f"Set {var.key} of {project} for {', '.join(var.targets)}")
+    term.info(
+        "Builds from now on get it; running apps keep their values until redeployed: "
+        f"launchdeck redeploy {project}"
+    )
+    return 0
+
+
+async def env_unset(client: LaunchdeckClient, term: Terminal, *, project: str, key: str) -> int:
+    await client.unset_env(project, key)
+    term.success(f"Removed {key} from {project}")
+    return 0

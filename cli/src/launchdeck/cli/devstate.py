@@ -149,6 +149,14 @@ def load_or_create_secret(path: Path, make: Callable[[], str] = _token) -> str:
     return secret
 
 
+def read_secret(path: Path) -> str | None:
+    """A secret kept in `path` if there is one (made 0600), else None: never created."""
+    if not path.exists():
+        return None
+    path.chmod(0o600)
+    return path.read_text().strip() or None
+
+
 def choose_port(
     candidates: Iterable[int | None],
     *,

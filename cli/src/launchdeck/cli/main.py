@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TextIO
 
 from launchdeck.cli import commands
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient, UnexpectedResponse
 from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
 from launchdeck.cli.output import Terminal
-from launchdeck.contracts.api import BuildSettings
+from launchdeck.contracts.api import ENV_TARGETS, BuildSettings
 
 DESCRIPTION = """\
 Launchdeck: deploy git repositories to a self-hosted platform.
@@ -28,8 +30,13 @@ examples:
   launchdeck deploy blog --ref main
   launchdeck builds blog
   launchdeck logs blog -f          (the latest build; or blog#12, or a build id)
+  launchdeck logs blog --app -f    (the running app's output, live)
+  launchdeck cancel blog#12        (or a build id, or blog: its latest build)
   launchdeck deployments blog
-  launchdeck rollback blog"""
+  launchdeck rollback blog
+  launchdeck env set blog API_TOKEN s3cret --target build --target production
+  launchdeck env list blog
+  launchdeck redeploy blog         (the live build again, with the current env vars)"""
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -119,13 +126,51 @@ def build_parser() -> argparse.ArgumentParser:
             "-n", "--limit", type=int, default=20, help="how many to show (default: 20)"
         )
 
-    logs = sub.add_parser("logs", parents=[common], help="print a build's log")
-    logs.add_argument(
-        "build",
-        help="build id, or a project name (its latest build), or <project>#<number>",
+    logs = sub.add_parser(
+        "logs", parents=[common], help="print a build's log (or, with --app, a running app's)"
     )
     logs.add_argument(
-        "-f", "--follow", action="store_true", help="stream the log live until the build ends"
+        "build",
+        help="build id, or a project name (its latest build), or <project>#<number>; "
+        "with --app: the project",
+    )
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="stream the log live until the build ends (with --app: until Ctrl-C)",
+    )
+    logs.add_argument(
+        "--app",
+        action="store_true",
+        help="the running app's output (every deployment and process) instead of a build's",
+    )
+    logs.add_argument(
+        "-n",
+        "--tail",
+        type=int,
+        default=commands.DEFAULT_APP_LOG_TAIL,
+        metavar="LINES",
+        help="with --app: how many recent lines first (default: %(default)s)",
+    )
+
+    cancel = sub.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a queued or running build",
+        description="A queued build never runs; a running one is stopped (all its processes) "
+        "and ends cancelled. Waits until it has, unless --no-wait.",
+    )
+    cancel.add_argument(
+        "build", help="build id, or a project name (its latest build), or <project>#<number>"
+    )
+    cancel.add_argument("--no-wait", action="store_true", help="return once it is asked for")
+    cancel.add_argument(
+        "--timeout",
+        type=float,
+        default=commands.DEFAULT_CANCEL_TIMEOUT_S,
+        metavar="SECONDS",
+        help="how long to wait for a running build to stop (default: %(default)g)",
     )
 
     rollback = sub.add_parser(
@@ -133,7 +178,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rollback.add_argument("project", help="project name or id")
     _add_timeout(rollback, "how long to wait")
+
+    redeploy = sub.add_parser(
+        "redeploy",
+        parents=[common],
+        help="deploy the live build again (no rebuild), with the current env vars",
+    )
+    redeploy.add_argument("project", help="project name or id")
+    _add_timeout(redeploy, "how long to wait")
+
+    env = sub.add_parser(
+        "env",
+        help="a project's env vars (values are encrypted and never shown again)",
+        description="Env vars reach builds (target build) and running apps (preview, "
+        "production). Changing one restarts nothing: `launchdeck redeploy PROJECT` does.",
+    )
+    env_sub = env.add_subparsers(dest="env_command", metavar="ACTION", required=True)
+    env_set = env_sub.add_parser("set", parents=[common], help="set (create or replace) a var")
+    env_set.add_argument("project", help="project name or id")
+    env_set.add_argument("key", help="name, e.g. API_TOKEN ([A-Z_][A-Z0-9_]*)")
+    env_set.add_argument(
+        "value",
+        nargs="?",
+        help="the value; left out, it is read from standard input (prompted for on a "
+        "terminal), which keeps it out of the shell history and the process list",
+    )
+    env_set.add_argument(
+        "--target",
+        action="append",
+        choices=ENV_TARGETS,
+        dest="targets",
+        help="where it is given (repeatable; default: build, preview and production)",
+    )
+    env_unset = env_sub.add_parser("unset", parents=[common], help="remove a var")
+    env_unset.add_argument("project", help="project name or id")
+    env_unset.add_argument("key", help="its name")
+    env_list = env_sub.add_parser("list", parents=[common], help="list a project's vars")
+    env_list.add_argument("project", help="project name or id")
     return parser
+
+
+def read_value(stdin: TextIO | None = None) -> str:
+    """An env var's value from standard input: prompted for (not echoed) on a terminal, else
+    the whole input without its final newline (`launchdeck env set p KEY < key.pem`)."""
+    stream = sys.stdin if stdin is None else stdin
+    if stream.isatty():
+        return getpass.getpass("value (not echoed): ")
+    text = stream.read()
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _build_overrides(args: argparse.Namespace) -> BuildSettings:
@@ -172,12 +264,34 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
             history = HISTORY[args.command]
             limit = max(1, min(args.limit, 100))  # one page at most
             return lambda c, t: history(c, t, project=args.project, limit=limit)
+        case "logs" if args.app:
+            tail = max(0, min(args.tail, 10_000))
+            return lambda c, t: commands.app_logs(
+                c, t, project=args.build, follow=args.follow, tail=tail
+            )
         case "logs":
             return lambda c, t: commands.logs(c, t, build=args.build, follow=args.follow)
+        case "cancel":
+            return lambda c, t: commands.cancel(
+                c, t, build=args.build, wait=not args.no_wait, timeout_s=args.timeout
+            )
         case "rollback":
             return lambda c, t: commands.rollback(
                 c, t, project=args.project, timeout_s=args.timeout
             )
+        case "redeploy":
+            return lambda c, t: commands.redeploy(
+                c, t, project=args.project, timeout_s=args.timeout
+            )
+        case "env" if args.env_command == "set":
+            value = args.value if args.value is not None else read_value()
+            return lambda c, t: commands.env_set(
+                c, t, project=args.project, key=args.key, value=value, targets=args.targets
+            )
+        case "env" if args.env_command == "unset":
+            return lambda c, t: commands.env_unset(c, t, project=args.project, key=args.key)
+        case "env":
+            return lambda c, t: commands.env_list(c, t, project=args.project)
     raise AssertionError(f"unhandled command {args.command}")
 
 

@@ -9,13 +9,13 @@ unknown fields, so a typo (`"deplyo": false`) is a 422 rather than silently igno
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from launchdeck.contracts.messages import AppKind, LogStream
+from launchdeck.contracts.messages import AppKind, EnvTarget, LogStream
 from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
 
 T = TypeVar("T")
@@ -120,7 +120,52 @@ class DeploymentCreate(
     environment: Environment = "production"
 
 
+class Redeploy(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`POST /api/v1/projects/{id}/redeploy` (the body is optional): activate the build live in
+    `environment` again as a new deployment, so its app starts with the current env vars."""
+
+    environment: Environment = "production"
+
+
+# An env var's name as the API accepts it (`{KEY}` of `/env/{KEY}`): what a shell can export.
+ENV_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+ENV_KEY_MAX_LENGTH = 256
+# Names the platform sets itself (an app's `PORT` and `LAUNCHDECK_*` metadata, a build's
+# `LAUNCHDECK_BUILD_MARKER`): a project may not set them.
+ENV_RESERVED_KEYS = frozenset({"PORT"})
+ENV_RESERVED_PREFIX = "LAUNCHDECK_"
+ENV_TARGETS: tuple[EnvTarget, ...] = ("build", "preview", "production")
+# A value is any text without NUL (the one character an environment cannot hold), up to 64 KiB.
+EnvValue = Annotated[str, Meta(max_length=64 * 1024, pattern=r"^[^\x00]*$")]
+
+
+class EnvVarSet(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`PUT /api/v1/projects/{id}/env/{KEY}`: set (create or replace) one env var.
+
+    `targets`: where it is given — `build` (install and build commands), `preview` and
+    `production` (running apps); every one when left out. The value is encrypted at rest and
+    never shown again.
+    """
+
+    value: EnvValue
+    targets: Annotated[list[EnvTarget], Meta(min_length=1, max_length=3)] = msgspec.field(
+        default_factory=lambda: list(ENV_TARGETS)
+    )
+
+
 # --- responses --------------------------------------------------------------------------------
+
+
+class EnvVarOut(msgspec.Struct, kw_only=True, frozen=True):
+    """An env var as the API shows it: its name and targets, never its value."""
+
+    key: str
+    targets: list[EnvTarget]
+    updated_at: datetime
 
 
 class ProjectOut(msgspec.Struct, kw_only=True, frozen=True):
@@ -166,6 +211,11 @@ class BuildOut(msgspec.Struct, kw_only=True, frozen=True):
     started_at: datetime | None
     finished_at: datetime | None
     deployment_id: uuid.UUID | None
+    # Why it ended so, for `failed` with `timeout` and `cancelled` (messages.BUILD_REASON_*).
+    reason: str | None = None
+    # When a cancel was asked for (`POST /api/v1/builds/{id}/cancel`): a running build ends
+    # `cancelled` once its worker has stopped it.
+    cancel_requested_at: datetime | None = None
 
 
 class DeploymentOut(msgspec.Struct, kw_only=True, frozen=True):
@@ -197,6 +247,30 @@ class LogRecord(msgspec.Struct, kw_only=True, frozen=True):
     ts: datetime
     stream: LogStream
     line: str
+
+
+class AppLogRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of a running app as `GET /api/v1/projects/{id}/logs` shows it in NDJSON.
+
+    `seq` counts per deployment and process; `cursor` is the LOGS stream sequence of the batch
+    the line came in (`?from_cursor=` on the WebSocket resumes there)."""
+
+    project_id: str
+    deployment_id: str
+    process: str
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+    cursor: int
+
+
+def app_log_text(ts: datetime, process: str, deployment_id: str, line: str) -> str:
+    """One app log line as text (the `text/plain` answer, `launchdeck logs --app`):
+    `2026-11-22T05:13:04.123Z web[3795fee8] GET / 200` — when, which process of which
+    deployment (its id's first 8 characters), what it printed."""
+    when = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return f"{when} {process}[{deployment_id[:8]}] {line}"
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -55,18 +55,29 @@ class Artifact(msgspec.Struct, kw_only=True, frozen=True):
     release_command: str | None = None
 
 
-# The manifest a build puts at the root of every release, so the deploy-engine never guesses.
+# The manifest a build puts at the root of every process release, so the deploy-engine never
+# guesses. A static release carries none: its root is served as it is, and a file there would be
+# public (a release without this file is static, as every release was before it existed).
 RELEASE_MANIFEST = ".launchdeck/release.json"
 
 
 class ReleaseManifest(Message, kw_only=True, frozen=True):
-    """`.launchdeck/release.json` in a release: what it is and how it runs.
+    """`.launchdeck/release.json` in a process release: what it is and how it runs.
 
-    `processes`: process type → command, run with the release as working directory (`web` gets
-    `PORT`; an app may have no `web` at all: a worker only). `release_command` runs once per
-    deployment in the new release before activation (its failure fails the deployment).
+    `processes`: process type → command line, as in a Procfile: run by `sh -c` with the release
+    as working directory, so `$PORT` and the app's other variables expand (`web` gets `PORT`, a
+    route and a health check; an app may have no `web` at all: a worker only).
+    `release_command` runs the same way once per deployment in the new release before activation
+    (its failure fails the deployment).
+    `env`: defaults every process and the release command get (`NODE_ENV=production`,
+    `PYTHONUNBUFFERED=1`); the project's own variables win over them.
+    `paths`: search-path variable → directories inside the release (relative) to put in front of
+    it, made absolute against wherever the release was extracted: e.g. `PATH` gets
+    `node_modules/.bin`, or `.launchdeck/bin` (the `python` shim) and the Python dependencies'
+    scripts, and `PYTHONPATH` the dependencies (`.launchdeck/site-packages`).
+    `launchdeck.libs.launcher.release` reads it and computes a process's environment from it.
     `runtime`: the versions the build used (`{"node": "20.20.2", "python": "3.11.7"}`).
-    `static_root`: for a static release, the directory served (relative; "." for the root).
+    `static_root`: unused by the build-worker (static releases carry no manifest).
     """
 
     kind: AppKind
@@ -74,6 +85,8 @@ class ReleaseManifest(Message, kw_only=True, frozen=True):
     release_command: str | None = None
     health_path: str = "/"
     runtime: dict[str, str] = {}
+    env: dict[str, str] = {}
+    paths: dict[str, list[str]] = {}
     static_root: str | None = None
 
 
@@ -98,7 +111,10 @@ class BuildRequested(Message, kw_only=True, frozen=True):
 
 
 class DeployRequested(Message, kw_only=True, frozen=True):
-    """`ld.jobs.deploy`: make `build_id`'s release the one `environment` serves."""
+    """`ld.jobs.deploy`: make `build_id`'s release the one `environment` serves.
+
+    `commit_sha`: the commit the build was made from; an app's processes get it as
+    `LAUNCHDECK_COMMIT_SHA` (absent from commands of before the field)."""
 
     deployment_id: str
     project_id: str
@@ -108,6 +124,7 @@ class DeployRequested(Message, kw_only=True, frozen=True):
     artifact: Artifact
     domains: list[str] = []
     requested_at: datetime | None = None
+    commit_sha: str | None = None
 
 
 class UndeployRequested(Message, kw_only=True, frozen=True):
@@ -122,8 +139,17 @@ class UndeployRequested(Message, kw_only=True, frozen=True):
 # --- events -----------------------------------------------------------------------------------
 
 
+# Why a build ended as it did, where a client may act on it without parsing `error` (a plain
+# string, so a reason added later never makes an older reader refuse the event):
+BUILD_REASON_TIMEOUT = "timeout"  # failed: it ran past its time limit, its processes were killed
+BUILD_REASON_CANCELLED = "cancelled"  # cancelled: on request (`POST /api/v1/builds/{id}/cancel`)
+
+
 class BuildStatusChanged(Message, kw_only=True, frozen=True):
-    """`ld.events.build.<project>.<build>`: a build moved to `status` (and `step`)."""
+    """`ld.events.build.<project>.<build>`: a build moved to `status` (and `step`).
+
+    `reason` says why a finished build ended so, when it is one of the `BUILD_REASON_*`
+    (`timeout`, `cancelled`); `error` says it for people."""
 
     build_id: str
     project_id: str
@@ -135,6 +161,7 @@ class BuildStatusChanged(Message, kw_only=True, frozen=True):
     commit_message: str | None = None
     artifact: Artifact | None = None
     at: datetime
+    reason: str | None = None
 
 
 class DeploymentStatusChanged(Message, kw_only=True, frozen=True):
@@ -180,8 +207,14 @@ class LogBatch(Message, kw_only=True, frozen=True):
 
 class AppLogBatch(Message, kw_only=True, frozen=True):
     """`ld.logs.app.<project>`: lines of a running app's processes (all its deployments and
-    process types, in the order the deploy-engine read them). `seq` of each line is per
-    deployment and process; readers order and resume by the stream's own sequence."""
+    process types, in the order the deploy-engine read them), secret values already masked.
+
+    `process`: the process type (`web`, `worker`, …) or `release` (the release command). A line
+    of stream `system` is the engine's own about the process (`⚠ The web process exited with
+    code 1; starting it again in 1s`). `seq` of each line is per deployment and process: it
+    increases and never repeats, also across engine restarts, but may skip (lines lost with an
+    engine that was killed); readers order and resume by the stream's own sequence.
+    `Nats-Msg-Id`: `<deployment>:<process>:<first seq>`."""
 
     project_id: str
     deployment_id: str
@@ -198,8 +231,11 @@ class EnvRequest(Message, kw_only=True, frozen=True):
     """`ld.rpc.env`: the decrypted env vars of one project for one build or deployment.
 
     Asked by the build-worker (target `build`, with `build_id`) and the deploy-engine (target
-    `preview` or `production`, with `deployment_id`); the control-api answers only for a build
-    or deployment that exists, belongs to `project_id` and is not finished.
+    `preview` or `production`, with `deployment_id`, the deployment's environment); the
+    control-api answers only for a build or deployment that exists, belongs to `project_id` and
+    is not finished (a deployment: pending, activating, active or unhealthy), and only to the
+    service that runs it: `build` to an inbox of the build-worker (`_INBOX.build-worker.…`),
+    `preview`/`production` to one of the deploy-engine. `libs.env_client.fetch_env` asks.
     """
 
     project_id: str
@@ -209,8 +245,8 @@ class EnvRequest(Message, kw_only=True, frozen=True):
 
 
 class EnvReply(Message, kw_only=True, frozen=True):
-    """The answer to `EnvRequest`: `vars`, or `error` (nothing is answered for a build or
-    deployment that is not the asker's to run)."""
+    """The answer to `EnvRequest`: `vars` (name → decrypted value), or `error`, why the request
+    was refused (no value for a build or deployment that is not the asker's to run)."""
 
     vars: dict[str, str] = {}
     error: str | None = None
@@ -218,8 +254,9 @@ class EnvReply(Message, kw_only=True, frozen=True):
 
 class BuildCancelRequested(Message, kw_only=True, frozen=True):
     """`ld.control.build.cancel`: stop this build wherever it runs (core NATS, every worker
-    hears it; a queued build is also marked in the `cancellations` KV bucket so the worker
-    that picks it up later drops it)."""
+    hears it). The same message is the value of the build's key in the `cancellations` KV
+    bucket, written before it: the worker that picks the job up later drops it, and a worker
+    running it that missed this message finds the mark when it next looks (every few seconds)."""
 
     build_id: str
     project_id: str

@@ -3,10 +3,13 @@
 Client → server (multiplexed `/api/v1/ws` only):
   {"type": "subscribe", "channel": "build:<id>:logs", "from_seq": N}
   {"type": "subscribe", "channel": "project:<id or name>:events"}
+  {"type": "subscribe", "channel": "project:<id or name>:logs", "tail": N, "from_cursor": C}
   {"type": "subscribe", "channel": "generation:<id>"}
   {"type": "unsubscribe", "channel": "..."}
 Server → client:
   {"type": "log", "build_id", "seq", "ts", "stream", "line", "channel"?}
+  {"type": "app_log", "project_id", "deployment_id", "process", "seq", "ts", "stream", "line",
+   "cursor", "channel"?}
   {"type": "end", "build_id", "status", "channel"?}
   {"type": "event", "channel", "kind", "event": {...}}
   {"type": "subscribed" | "unsubscribed", "channel"}
@@ -36,9 +39,19 @@ ChannelName = Annotated[str, msgspec.Meta(max_length=300, pattern=NO_CONTROL)]
 LogSeq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
+# How many recent lines of a running app a viewer gets before the live ones.
+AppLogTail = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+
+
 class Subscribe(msgspec.Struct, tag_field="type", tag="subscribe", frozen=True, kw_only=True):
+    """`from_seq`: a build log's first line. For `project:<id>:logs` (a running app's lines):
+    `tail` recent lines first (default 100; 0: only new ones), or everything from `from_cursor`
+    (an `app_log` frame's `cursor`: how a viewer cut off as too slow resumes)."""
+
     channel: ChannelName
     from_seq: LogSeq = 1
+    tail: AppLogTail | None = None
+    from_cursor: LogSeq | None = None
 
 
 class Unsubscribe(msgspec.Struct, tag_field="type", tag="unsubscribe", frozen=True, kw_only=True):
@@ -63,6 +76,22 @@ class LogFrame(_Frame, tag="log", frozen=True, kw_only=True, omit_defaults=True)
     ts: datetime
     stream: LogStream
     line: str
+    channel: str | None = None
+
+
+class AppLogFrame(_Frame, tag="app_log", frozen=True, kw_only=True, omit_defaults=True):
+    """One line of a running app (`AppLogBatch` on `ld.logs.app.<project>`): `seq` counts per
+    deployment and process, `cursor` is the LOGS stream sequence of its batch (resume there
+    and drop the (deployment, process, seq) already seen)."""
+
+    project_id: str
+    deployment_id: str
+    process: str
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+    cursor: int
     channel: str | None = None
 
 
@@ -94,7 +123,15 @@ class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True, omit_defaults=T
     channel: str | None = None
 
 
-Frame = LogFrame | EndFrame | EventFrame | SubscribedFrame | UnsubscribedFrame | ErrorFrame
+Frame = (
+    LogFrame
+    | AppLogFrame
+    | EndFrame
+    | EventFrame
+    | SubscribedFrame
+    | UnsubscribedFrame
+    | ErrorFrame
+)
 
 _frame_encoder = msgspec.json.Encoder()
 _frame_decoder = msgspec.json.Decoder(Frame)
@@ -126,6 +163,11 @@ def build_logs_channel(build_id: str) -> str:
 
 def project_events_channel(project: str) -> str:
     return f"project:{project}:events"
+
+
+def project_logs_channel(project: str) -> str:
+    """A running app's log lines (`AppLogFrame`), recent then live."""
+    return f"project:{project}:logs"
 
 
 def generation_channel(job_id: str) -> str:

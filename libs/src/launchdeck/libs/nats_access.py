@@ -24,8 +24,9 @@ process exits, and its next start creates every stream again while the workers w
 
 Every service takes its replies on an inbox of its own (`_INBOX.<user>.…`, nats-py's
 `inbox_prefix`), so no service may subscribe to another's replies — JetStream API answers and
-the messages its consumers deliver. Workers answer NATS micro requests (`nats micro ls`) through
-`allow_responses`: a reply to a request they received, nothing else.
+the messages its consumers deliver. Workers answer NATS micro requests (`nats micro ls`), and the
+control-api the workers' env var requests (`ld.rpc.env`), through `allow_responses`: a reply to a
+request they received, nothing else.
 """
 
 from __future__ import annotations
@@ -116,16 +117,21 @@ def _control_api() -> ServiceAccess:
             s.SUBJECT_UNDEPLOY_JOBS,
             f"{s.SUBJECT_BUILD_EVENTS_PREFIX}.>",
             f"{s.SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.>",
-            # The eof batch of a log whose worker died (abandoned jobs, the log sweep).
+            # The eof batch of a log whose worker died (abandoned jobs, the log sweep), or of
+            # a build cancelled while queued.
             f"{s.SUBJECT_BUILD_LOGS_PREFIX}.>",
+            # Cancelling a build: its mark in the `cancellations` bucket, then the word to
+            # every worker (core NATS).
+            f"$KV.{s.KV_CANCELLATIONS}.>",
+            s.SUBJECT_BUILD_CANCEL,
             # Provisioning at start (`libs.provisioning`); /ready asks for stream info.
             *_stream_api("INFO", *streams),
             *_stream_api("CREATE", *streams),
             *_stream_api("UPDATE", *streams),
             # The EVENTS consumer.
             *_durable_consumer(s.STREAM_EVENTS, s.CONSUMER_CONTROL_API_EVENTS),
-            # Log readers: an ordered consumer per reader (flow control answered on $JS.FC),
-            # and the newest batch of a build.
+            # Log readers (build logs and apps' logs): an ordered consumer per reader (flow
+            # control answered on $JS.FC), and the newest batch of a build.
             f"{API}.CONSUMER.CREATE.{s.STREAM_LOGS}",
             f"$JS.FC.{s.STREAM_LOGS}.>",
             *_stream_api("MSG.GET", s.STREAM_LOGS),
@@ -145,23 +151,36 @@ def _control_api() -> ServiceAccess:
         subscribe=(
             # WebSocket viewers of a project's (or a generation's) events: core subscriptions.
             s.SUBJECT_EVENTS_ALL,
+            # Env var requests of the workers (queue group `control-api`), answered through
+            # `allow_responses` to the asker's own inbox: values never go to a stream.
+            s.SUBJECT_ENV_REQUESTS,
             s.max_deliveries_advisory_subject(s.STREAM_BUILDS, s.CONSUMER_BUILD_WORKERS),
             s.max_deliveries_advisory_subject(s.STREAM_DEPLOYS, s.CONSUMER_DEPLOY_ENGINES),
         ),
         streams=streams,
         provisions=True,
+        responds=True,
     )
 
 
 def _build_worker() -> ServiceAccess:
     artifacts = s.OBJECT_STORE_ARTIFACTS
-    streams = (s.STREAM_BUILDS, s.STREAM_EVENTS, s.STREAM_LOGS, object_stream(artifacts))
+    cancellations = f"KV_{s.KV_CANCELLATIONS}"
+    streams = (
+        s.STREAM_BUILDS,
+        s.STREAM_EVENTS,
+        s.STREAM_LOGS,
+        object_stream(artifacts),
+        cancellations,
+    )
     return ServiceAccess(
         service=s.SERVICE_BUILD_WORKER,
         user="build-worker",
         publish=(
             f"{s.SUBJECT_BUILD_EVENTS_PREFIX}.>",
             f"{s.SUBJECT_BUILD_LOGS_PREFIX}.>",
+            # A build's env vars, asked of the control-api (the answer comes to its inbox).
+            s.SUBJECT_ENV_REQUESTS,
             # The artifact upload: chunks and the object's metadata.
             f"$O.{artifacts}.C.>",
             f"$O.{artifacts}.M.>",
@@ -173,8 +192,15 @@ def _build_worker() -> ServiceAccess:
             # replaces (a redelivered build uploads its artifact again).
             *_stream_api("MSG.GET", object_stream(artifacts)),
             *_stream_api("PURGE", object_stream(artifacts)),
+            # Whether a build was cancelled (its key in the `cancellations` bucket): read, never
+            # written, by the worker.
+            *_stream_api("MSG.GET", cancellations),
         ),
-        subscribe=tuple(_micro(s.SERVICE_BUILD_WORKER)),
+        subscribe=(
+            *_micro(s.SERVICE_BUILD_WORKER),
+            # Cancel requests (every worker hears each; the one running the build stops it).
+            s.SUBJECT_BUILD_CANCEL,
+        ),
         streams=streams,
         responds=True,
     )
@@ -182,12 +208,17 @@ def _build_worker() -> ServiceAccess:
 
 def _deploy_engine() -> ServiceAccess:
     artifacts = object_stream(s.OBJECT_STORE_ARTIFACTS)
-    streams = (s.STREAM_DEPLOYS, s.STREAM_EVENTS, artifacts)
+    # LOGS too: the apps' output is stored there (waited for at start like the others).
+    streams = (s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS, artifacts)
     return ServiceAccess(
         service=s.SERVICE_DEPLOY_ENGINE,
         user="deploy-engine",
         publish=(
             f"{s.SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.>",
+            # A deployment's env vars, asked of the control-api (the answer comes to its inbox).
+            s.SUBJECT_ENV_REQUESTS,
+            # The output of the apps it runs (`AppLogBatch`, LOGS stream).
+            f"{s.SUBJECT_APP_LOGS_PREFIX}.>",
             *_stream_api("INFO", *streams),
             *_durable_consumer(s.STREAM_DEPLOYS, s.CONSUMER_DEPLOY_ENGINES),
             *_durable_consumer(s.STREAM_DEPLOYS, s.CONSUMER_UNDEPLOY_ENGINES),

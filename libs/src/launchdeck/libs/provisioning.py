@@ -1,4 +1,4 @@
-"""JetStream provisioning (SPEC §1.1): the streams, object stores and KV bucket the platform uses,
+"""JetStream provisioning (SPEC §1.1): the streams, object stores and KV buckets the platform uses,
 created or checked by every service at every start-up.
 
 What is missing is created with the replicas asked for (`choose_replicas`). What exists is
@@ -49,6 +49,11 @@ log = get_logger(__name__)
 DAY = 24 * 3600.0
 # Commands are deduplicated by Nats-Msg-Id within this window (the outbox retries inside it).
 DUPLICATE_WINDOW_S = 2 * 3600.0
+# How long a build's cancel mark (`cancellations` KV) is kept: longer than any build can wait
+# in the queue or between redelivered attempts (the stuck-jobs sweep fails a silent build after
+# the longest time limit plus a grace: 1 h 30 min by default), so a worker that picks up a
+# cancelled build's job, however late, still finds it.
+CANCELLATIONS_TTL_S = 7 * DAY
 # Chosen from a cluster's size, replicas stop at 3: each one more costs a copy of every write,
 # and 3 already ride out the loss of any one node.
 MAX_AUTO_REPLICAS = 3
@@ -97,13 +102,27 @@ def stream_configs(
     ]
 
 
+def kv_configs(replicas: int = 1) -> list[KeyValueConfig]:
+    """The KV buckets: `leases` (leader leases) and `cancellations` (build id → the
+    `BuildCancelRequested` of a cancelled build, for the worker that picks its job up later)."""
+    return [
+        KeyValueConfig(bucket=s.KV_LEASES, ttl=30.0, storage=StorageType.FILE, replicas=replicas),
+        KeyValueConfig(
+            bucket=s.KV_CANCELLATIONS,
+            ttl=CANCELLATIONS_TTL_S,
+            storage=StorageType.FILE,
+            replicas=replicas,
+        ),
+    ]
+
+
 def platform_streams() -> tuple[str, ...]:
     """The name of every stream `provision` creates: the streams of `stream_configs`, and those
-    under the object stores (`OBJ_<bucket>`) and the KV bucket (`KV_<bucket>`)."""
+    under the object stores (`OBJ_<bucket>`) and the KV buckets (`KV_<bucket>`)."""
     return (
         *(str(config.name) for config in stream_configs()),
         *(f"OBJ_{bucket}" for bucket in (s.OBJECT_STORE_ARTIFACTS, s.OBJECT_STORE_EXPORTS)),
-        f"KV_{s.KV_LEASES}",
+        *(f"KV_{kv.bucket}" for kv in kv_configs()),
     )
 
 
@@ -287,12 +306,12 @@ async def provision(js: JetStreamContext, replicas: int | None = None) -> Replic
             partial(js.create_object_store, bucket, config=store),
             BUCKET_FIELDS,
         )
-    kv = KeyValueConfig(bucket=s.KV_LEASES, ttl=30.0, storage=StorageType.FILE, replicas=count)
-    await ensure(
-        StreamConfig(name=f"KV_{s.KV_LEASES}", num_replicas=count),
-        partial(js.create_key_value, config=kv),
-        BUCKET_FIELDS,
-    )
+    for kv in kv_configs(count):
+        await ensure(
+            StreamConfig(name=f"KV_{kv.bucket}", num_replicas=count),
+            partial(js.create_key_value, config=kv),
+            BUCKET_FIELDS,
+        )
     log.info(
         "jetstream_provisioned",
         replicas=count,

@@ -46,6 +46,7 @@ from launchdeck.cli.devstate import (
     make_private_dir,
     mark_not_ready,
     read_dev_json,
+    read_secret,
     recorded_ports,
     state_dir,
     write_dev_json,
@@ -87,11 +88,20 @@ async def run_logged(
 
 
 async def stop_caddy(state: Path, term: PrefixedTerminal) -> None:
-    """Stop the Caddy the deploy-engine started (it outlives deploy-engine restarts)."""
+    """Stop the apps and the Caddy the deploy-engine started (both outlive deploy-engine
+    restarts, so that a restarted engine takes them over)."""
     try:
+        from launchdeck.deploy_engine.apps.shutdown import stop_apps
         from launchdeck.deploy_engine.caddy import stop_caddy as stop
     except ImportError:  # the CLI installed without the deploy-engine
         return
+    try:
+        apps = await asyncio.to_thread(stop_apps, state)
+    except Exception as exc:  # shutdown goes on whatever the apps' state
+        term.warn(f"could not stop the apps: {exc}")
+    else:
+        if apps:
+            term.info(f"stopped {apps} app process(es)")
     try:
         stopped = await asyncio.to_thread(stop, state)
     except Exception as exc:  # shutdown goes on whatever Caddy's state
@@ -162,12 +172,15 @@ class DevEnvironment:
             nats=embedded.port if embedded else None,
         )
         secret = load_or_create_secret(state / "secret.key")
+        # During a rotation of the secret key (docs/configuration.md), the one it replaced.
+        previous_secret = read_secret(state / "secret.key.previous")
         specs = service_specs(
             base_env=self.environ,
             state=state,
             database_url=database_url,
             nats_url=nats_url,
             secret_key=secret,
+            secret_key_previous=previous_secret,
             ports=ports,
             nats_replicas=replicas_for(nodes) if embedded else None,
             nats_logins=credentials.nats if embedded else None,

@@ -19,7 +19,7 @@ from launchdeck.libs.settings import NATS_CREDENTIAL_VARIABLES, REPLICAS_VARIABL
 
 SERVICES = ("control-api", "build-worker", "deploy-engine", "generator")
 # Platform credentials only the control-api may see (never a worker, so never a build).
-PRIVATE_VARIABLES = ("DATABASE_URL", "LAUNCHDECK_SECRET_KEY")
+PRIVATE_VARIABLES = ("DATABASE_URL", "LAUNCHDECK_SECRET_KEY", "LAUNCHDECK_SECRET_KEY_PREVIOUS")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ def service_specs(
     nats_url: str,
     secret_key: str,
     ports: DevPorts,
+    secret_key_previous: str | None = None,
     nats_replicas: int | None = None,
     nats_logins: Mapping[str, NatsLogin] | None = None,
     python: str = sys.executable,
@@ -64,7 +65,8 @@ def service_specs(
     the caller set it; `nats_logins`: each service's own NATS login, by service (the embedded
     NATS's; None: an external NATS_URL, whose credentials — in it or in `NATS_USER`… — every
     service gets as the caller gave them); `console`: whether our output goes to a terminal
-    (default: is stdout a TTY)."""
+    (default: is stdout a TTY); `secret_key_previous`: the key env var values may still be
+    sealed under, during a rotation (`<state>/secret.key.previous`)."""
     hidden = PRIVATE_VARIABLES + (NATS_CREDENTIAL_VARIABLES if nats_logins is not None else ())
     common = {k: v for k, v in base_env.items() if k not in hidden}
     on_terminal = sys.stdout.isatty() if console is None else console
@@ -99,6 +101,8 @@ def service_specs(
         },
         "generator": {},
     }
+    if secret_key_previous:
+        own["control-api"]["LAUNCHDECK_SECRET_KEY_PREVIOUS"] = secret_key_previous
     if nats_logins is not None:
         for name in SERVICES:
             own[name].update(nats_logins[name].env())

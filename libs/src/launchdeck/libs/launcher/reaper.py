@@ -27,6 +27,8 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 MARKER_VAR = "LAUNCHDECK_BUILD_MARKER"
+# The deploy-engine's apps carry their instance directory in this one (deploy_engine/apps).
+APP_MARKER_VAR = "LAUNCHDECK_APP_MARKER"
 # Killing a process while it forks can leave a new child behind: sweep until one pass finds none.
 MAX_SWEEPS = 20
 PROC = Path("/proc")
@@ -50,23 +52,24 @@ def _environ(pid: int) -> bytes | None:
         return None
 
 
-def marker_of(pid: int) -> str | None:
-    """The `LAUNCHDECK_BUILD_MARKER` value `pid` was started with, if any."""
+def marker_of(pid: int, var: str = MARKER_VAR) -> str | None:
+    """The value of the marker variable `var` (`LAUNCHDECK_BUILD_MARKER`, or an app's
+    `APP_MARKER_VAR`) `pid` was started with, if any."""
     data = _environ(pid)
     if not data:
         return None
-    prefix = f"{MARKER_VAR}=".encode()
+    prefix = f"{var}=".encode()
     for entry in data.split(b"\0"):
         if entry.startswith(prefix):
             return entry[len(prefix) :].decode(errors="replace")
     return None
 
 
-def marked_pids(wanted: Callable[[str], bool]) -> dict[int, str]:
-    """Processes whose marker `wanted` accepts, with their marker."""
+def marked_pids(wanted: Callable[[str], bool], var: str = MARKER_VAR) -> dict[int, str]:
+    """Processes whose marker (variable `var`) `wanted` accepts, with their marker."""
     found: dict[int, str] = {}
     for pid in _pids():
-        marker = marker_of(pid)
+        marker = marker_of(pid, var)
         if marker is not None and wanted(marker):
             found[pid] = marker
     return found
@@ -141,14 +144,14 @@ def _sweep(find: Callable[[], Collection[int]], still: Callable[[int], bool]) ->
     return killed
 
 
-def kill_marked(wanted: Callable[[str], bool]) -> list[int]:
-    """Kill every process whose marker `wanted` accepts."""
+def kill_marked(wanted: Callable[[str], bool], var: str = MARKER_VAR) -> list[int]:
+    """Kill every process whose marker (variable `var`) `wanted` accepts."""
 
     def still(pid: int) -> bool:
-        marker = marker_of(pid)
+        marker = marker_of(pid, var)
         return marker is not None and wanted(marker)
 
-    return _sweep(lambda: marked_pids(wanted), still)
+    return _sweep(lambda: marked_pids(wanted, var), still)
 
 
 def kill_pipe_holders(inodes: Collection[int]) -> list[int]:

@@ -151,22 +151,45 @@ class Sandbox:
             extra_ro_paths=self.extra_ro_paths,
         )
 
+    def for_app(
+        self, *, rundir: Path, release: Path, private: Iterable[Path] = ()
+    ) -> BuildSandbox | None:
+        """The sandbox of one app process (None when apps run unsandboxed): its release
+        read-only, `rundir`'s `home/` and `tmp/` (as /tmp) read-write, the platform's
+        `private` directories hidden. Unlike a build's, it outlives the engine that started it
+        (no `--die-with-parent`): apps keep serving while the engine restarts, and the next
+        engine adopts them (deploy_engine/apps)."""
+        if self.bwrap is None:
+            return None
+        return BuildSandbox(
+            bwrap=self.bwrap,
+            workdir=rundir,
+            private=tuple(private),
+            extra_ro_paths=self.extra_ro_paths,
+            readonly=(release,),
+            outlives_parent=True,
+        )
+
 
 def detect_sandbox(
-    mode: SandboxMode, extra_ro_paths: Sequence[Path] = (), path: str | None = None
+    mode: SandboxMode,
+    extra_ro_paths: Sequence[Path] = (),
+    path: str | None = None,
+    variable: str = "LAUNCHDECK_BUILD_SANDBOX",
 ) -> Sandbox:
     """The sandbox this machine allows for `mode`: bwrap is looked up on `path` (the worker's
-    PATH) and tried once, since an installed bwrap may still be refused user namespaces."""
+    PATH) and tried once, since an installed bwrap may still be refused user namespaces.
+    `variable` names the setting in messages (the deploy-engine's is `LAUNCHDECK_APP_SANDBOX`)."""
     extra = tuple(extra_ro_paths)
     if mode == "none":
-        return Sandbox(mode, None, "LAUNCHDECK_BUILD_SANDBOX=none", extra)
+        return Sandbox(mode, None, f"{variable}=none", extra)
     found = shutil.which("bwrap", path=path if path is not None else os.environ.get("PATH"))
     problem = _probe(found) if found else "bubblewrap (bwrap) is not installed on this worker"
     if problem is None:
         return Sandbox(mode, found, "", extra)
     if mode == "bwrap":
         raise SandboxUnavailable(
-            f"LAUNCHDECK_BUILD_SANDBOX=bwrap, but {problem} (install the bubblewrap package; "
+            f"{variable}=bwrap, but {problem} (install the bubblewrap package; "
             "it needs unprivileged user namespaces)"
         )
     return Sandbox(mode, None, problem, extra)
@@ -213,6 +236,7 @@ NAMESPACE_ARGS = (
     "--die-with-parent",
     "--new-session",
 )  # fmt: skip
+DIE_WITH_PARENT = "--die-with-parent"
 
 
 def _system_args() -> list[str]:
@@ -294,13 +318,18 @@ def passwd_lines(home: Path) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class BuildSandbox:
-    """One attempt's sandbox: `argv()` wraps a command in bwrap."""
+    """One build attempt's (or one app process's: `Sandbox.for_app`) sandbox: `argv()` wraps a
+    command in bwrap."""
 
     bwrap: str
     workdir: Path
     writable: tuple[Path, ...] = ()
     private: tuple[Path, ...] = ()
     extra_ro_paths: tuple[Path, ...] = ()
+    # Bound read-only even inside a `private` directory (an app's release, under the state).
+    readonly: tuple[Path, ...] = ()
+    # An app's sandbox is not tied to the engine's life (`Sandbox.for_app`).
+    outlives_parent: bool = False
     _prepared: dict[str, Path] = field(default_factory=dict, compare=False, repr=False)
     # The bwrap options up to the command, per PATH: an attempt's commands share them.
     _options: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
@@ -334,7 +363,9 @@ class BuildSandbox:
         files = self._prepare()
         ro = toolchain_paths(path_var, protected=self.private)
         ro += [p for p in self.extra_ro_paths if p.exists()]
-        args = [self.bwrap, *NAMESPACE_ARGS, *_system_args()]
+        skip = {DIE_WITH_PARENT} if self.outlives_parent else set()
+        namespaces = [arg for arg in NAMESPACE_ARGS if arg not in skip]
+        args = [self.bwrap, *namespaces, *_system_args()]
         for entry in ETC_ENTRIES:
             source = Path("/etc") / entry
             if source.exists():
@@ -355,4 +386,6 @@ class BuildSandbox:
         for path in dict.fromkeys((self.workdir / "src", self.home, *self.writable)):
             if path.is_dir():
                 args += ["--bind", str(path), str(path)]
+        for path in self.readonly:
+            args += ["--ro-bind", str(path), str(path)]
         return args

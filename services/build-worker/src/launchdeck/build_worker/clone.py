@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from git import Repo
 from git.exc import BadName
 
-from launchdeck.build_worker.errors import BuildFailed
+from launchdeck.build_worker.errors import BuildFailed, BuildTimedOut
 
 REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git", "git+ssh", "ssh+git"})
 _SCP_LIKE = re.compile(r"^(?:[\w.+-]+@)?[\w.-]+:(?!//)")
@@ -248,8 +248,6 @@ async def clone(
     except GitFailed as exc:
         raise BuildFailed(describe_failure(source, ref, exc)) from None
     except TimeoutError:
-        raise BuildFailed(
-            f"Cloning {source.display} did not finish within the build's time limit"
-        ) from None
+        raise BuildTimedOut(f"while cloning {source.display}") from None
     finally:
         repo.close()

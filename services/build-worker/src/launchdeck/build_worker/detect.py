@@ -5,6 +5,13 @@ overrides → `package.json` (npm / yarn / pnpm by lock file) → Python app or 
 app) → static site (`index.html` at the root, then `public/index.html`). `package.json` comes
 before the root `index.html` on purpose: a Vite project keeps its unbuilt `index.html` at the root.
 
+A process app is one with a `start_command`, a Node.js server (a `start` script, or Next.js), or
+a Procfile naming a process type (`procfile.py`); a Python project (`python_app.py`) needs one of
+these to say what to run. Its release is the app's root directory, dependencies included: Node's
+`node_modules` pruned of dev dependencies after the build (`PackageManager.prune`), Python's in
+`.launchdeck/site-packages`. Static frameworks (Vite, Astro, …) and a plain `build` script stay
+static sites, as does anything with `output_dir` set.
+
 `launchdeck.toml` (at the repository root, and at `root_dir` when that is elsewhere) takes the
 same keys as the project's build settings, at the top level or under `[build]`; its values win
 over the project's, the way a checked-in config should.
@@ -14,14 +21,16 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from launchdeck.build_worker.errors import BuildFailed
 from launchdeck.build_worker.lock_files import deciding_lock_file
+from launchdeck.build_worker.procfile import PROCFILE, Procfile, read_procfile
+from launchdeck.build_worker.python_app import PythonProject, python_project
 from launchdeck.contracts.messages import AppKind, BuildConfig
 
 TOML_NAME = "launchdeck.toml"
@@ -40,9 +49,12 @@ FRAMEWORKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 DEFAULT_OUTPUTS = ("dist", "build", "out")
 
 LOOKED_FOR = (
-    f'{TOML_NAME}, package.json with a "build" script, requirements.txt or pyproject.toml '
-    'with a Procfile "web:" line, a Procfile, index.html, public/index.html'
+    f'{TOML_NAME}, package.json with a "build" or "start" script, a {PROCFILE} naming a process '
+    "type (web:, worker:, …), requirements.txt or pyproject.toml with a Procfile or "
+    "start_command, index.html, public/index.html"
 )
+NODE_START = "npm start"
+Runtime = Literal["node", "python"]  # a runtime whose version a process release records
 
 
 @dataclass(frozen=True)
@@ -51,12 +63,24 @@ class BuildPlan:
     description: str  # for the log: what was detected and why
     checkout: Path  # absolute, resolved
     root: Path  # absolute; commands run here
-    install_command: str | None
+    install_command: str | None  # the package manager's (cached), or the configured one
     build_command: str | None
     output_candidates: tuple[str, ...]  # relative to root; the first existing one is shipped
-    start_command: str | None = None
     health_path: str | None = None
     timeout_s: int | None = None
+    # A process app: type → command (`web` is the one with a port), and its release command.
+    processes: dict[str, str] = field(default_factory=dict)
+    release_command: str | None = None
+    # Installs the Python dependencies into the release (`python_app.py`); after install_command.
+    python_install: str | None = None
+    # After the build: dev dependencies out of the node_modules a process release ships.
+    prune_command: str | None = None
+    runtimes: tuple[Runtime, ...] = ()  # whose versions are probed and recorded
+
+    @property
+    def start_command(self) -> str | None:
+        """The `web` process's command (None for a static site or a worker-only app)."""
+        return self.processes.get("web")
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,7 @@ class PackageManager:
     name: str
     install: str
     build: str
+    prune: str  # removes the dev dependencies from an installed node_modules
 
 
 def _fail(message: str) -> BuildFailed:
@@ -125,14 +150,27 @@ def package_manager(root: Path) -> PackageManager:
     lock = deciding_lock_file(root)
     manager = lock[1] if lock is not None else "npm"
     if manager == "pnpm":
-        return PackageManager("pnpm", "pnpm install --frozen-lockfile", "pnpm run build")
+        return PackageManager(
+            "pnpm", "pnpm install --frozen-lockfile", "pnpm run build", "pnpm prune --prod"
+        )
     if manager == "yarn":
-        # Yarn 2+ ("berry") renamed --frozen-lockfile to --immutable.
-        frozen = "--immutable" if _yarn_berry(root) else "--frozen-lockfile"
-        return PackageManager("yarn", f"yarn install {frozen}", "yarn run build")
-    if lock is not None:
-        return PackageManager("npm", "npm ci", "npm run build")
-    return PackageManager("npm", "npm install", "npm run build")
+        if _yarn_berry(root):
+            # Yarn 2+ ("berry") renamed --frozen-lockfile to --immutable, and prunes by focusing.
+            return PackageManager(
+                "yarn",
+                "yarn install --immutable",
+                "yarn run build",
+                "yarn workspaces focus --production",
+            )
+        # Yarn 1 has no prune: an install with --production removes what it does not need.
+        return PackageManager(
+            "yarn",
+            "yarn install --frozen-lockfile",
+            "yarn run build",
+            "yarn install --production --frozen-lockfile --ignore-scripts --prefer-offline",
+        )
+    install = "npm ci" if lock is not None else "npm install"
+    return PackageManager("npm", install, "npm run build", "npm prune --omit=dev")
 
 
 def _yarn_berry(root: Path) -> bool:
@@ -165,8 +203,8 @@ def _scripts(pkg: dict[str, Any]) -> dict[str, str]:
 
 def _framework(pkg: dict[str, Any]) -> tuple[str, tuple[str, ...] | None] | None:
     deps: set[str] = set()
-    for field in ("dependencies", "devDependencies"):
-        table = pkg.get(field)
+    for name in ("dependencies", "devDependencies"):
+        table = pkg.get(name)
         if isinstance(table, dict):
             deps.update(k for k in table if isinstance(k, str))
     for dep, name, outputs in FRAMEWORKS:
@@ -175,15 +213,11 @@ def _framework(pkg: dict[str, Any]) -> tuple[str, tuple[str, ...] | None] | None
     return None
 
 
-def _procfile_web(root: Path) -> str | None:
-    path = root / "Procfile"
-    if not path.is_file():
+def _health_path(value: str | None) -> str | None:
+    value = (value or "").strip()
+    if not value:
         return None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() == "web" and command.strip():
-            return command.strip()
-    return ""
+    return value if value.startswith("/") else f"/{value}"
 
 
 def _explicit(value: str | None) -> tuple[bool, str | None]:
@@ -205,14 +239,31 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
     where = "the repository root" if root == checkout else f"root_dir {root_rel!r}"
     install_set, install = _explicit(cfg.install_command)
     build_set, build = _explicit(cfg.build_command)
+    pkg = read_package_json(root)
+    pm = package_manager(root) if pkg is not None else None
+    scripts = _scripts(pkg) if pkg is not None else {}
+    framework = _framework(pkg) if pkg is not None else None
+    procfile = read_procfile(root)
+    python = python_project(root)
+    if pm is not None:
+        build = build if build_set else (pm.build if "build" in scripts else None)
+    # A configured install_command of a Python app without package.json is its Python install.
+    python_install = (
+        python.install_command
+        if python is not None and (pm is not None or not install_set)
+        else None
+    )
+    runtimes: tuple[Runtime, ...] = (
+        *(("node",) if pkg is not None else ()),
+        *(("python",) if python is not None else ()),
+    )
 
     def plan(
         kind: AppKind,
         description: str,
         outputs: tuple[str, ...],
         install_cmd: str | None,
-        build_cmd: str | None,
-        start: str | None = None,
+        **process: Any,
     ) -> BuildPlan:
         for rel in outputs:
             if rel not in (".", "./"):
@@ -223,73 +274,122 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
             checkout=checkout,
             root=root,
             install_command=install_cmd,
-            build_command=build_cmd,
+            build_command=build,
             output_candidates=outputs,
-            start_command=start,
-            health_path=cfg.health_path,
+            health_path=_health_path(cfg.health_path),
             timeout_s=cfg.timeout_s,
+            runtimes=runtimes,
+            **process,
         )
 
-    pkg = read_package_json(root)
-    pm = package_manager(root) if pkg is not None else None
-    scripts = _scripts(pkg) if pkg is not None else {}
-    if pm is not None:
-        # With a package.json, a build (ours or the project's) needs its dependencies first.
-        build = build if build_set else (pm.build if "build" in scripts else None)
-        install = install if install_set else (pm.install if build else None)
-
-    if cfg.start_command:
-        return plan(
-            "process", "app with a start_command", (".",), install, build, cfg.start_command
-        )
-    if cfg.output_dir:
-        out = cfg.output_dir.strip()
-        return plan("static", f"static site from output_dir {out!r}", (out,), install, build)
-    if pm is not None and pkg is not None and (build or "start" in scripts):
-        framework = _framework(pkg)
-        if framework is not None and framework[1] is None:
-            return plan(
-                "process", f"{framework[0]} app (package.json, {pm.name})", (".",), install, build
-            )
-        if framework is None and "start" in scripts:
+    if not cfg.output_dir:
+        processes = _processes(cfg.start_command, procfile, pkg, scripts, framework)
+        if processes:
+            # With a package.json, a process release ships node_modules: always installed.
+            node_install = install if install_set or pm is None else pm.install
             return plan(
                 "process",
-                f"Node.js app with a start script (package.json, {pm.name})",
+                _process_description(cfg.start_command, procfile, pm, framework, python),
                 (".",),
-                install,
-                build,
+                node_install,
+                processes=processes,
+                release_command=procfile.release if procfile is not None else None,
+                python_install=python_install,
+                prune_command=pm.prune if pm is not None and node_install else None,
             )
+    # A static site: its build (ours or the project's) needs its dependencies first.
+    if pm is not None:
+        install = install if install_set else (pm.install if build else None)
+    static_python = python_install if build else None  # e.g. mkdocs, installed for the build
+    if cfg.output_dir:
+        out = cfg.output_dir.strip()
+        return plan(
+            "static",
+            f"static site from output_dir {out!r}",
+            (out,),
+            install,
+            python_install=static_python,
+        )
+    if pm is not None and pkg is not None and build:
         name, outputs = (
             (framework[0], framework[1] or DEFAULT_OUTPUTS)
             if framework
             else ("package.json build", DEFAULT_OUTPUTS)
         )
         shown = " or ".join(f"{o}/" for o in outputs)
-        return plan("static", f"{name} ({pm.name}), output {shown}", outputs, install, build)
+        return plan("static", f"{name} ({pm.name}), output {shown}", outputs, install)
     if build:
         outputs = (*DEFAULT_OUTPUTS, "public")
         shown = " or ".join(f"{o}/" for o in outputs)
-        return plan("static", f"custom build command, output {shown}", outputs, install, build)
-    web = _procfile_web(root)
-    python = (root / "requirements.txt").is_file() or (root / "pyproject.toml").is_file()
-    if web:
-        kind = "Python app" if python else "app"
-        return plan("process", f"{kind} with a Procfile web: command", (".",), install, None, web)
+        return plan(
+            "static",
+            f"custom build command, output {shown}",
+            outputs,
+            install,
+            python_install=static_python,
+        )
     if (root / "index.html").is_file():
-        return plan("static", f"static site (index.html at {where})", (".",), install, None)
+        return plan("static", f"static site (index.html at {where})", (".",), install)
     if (root / "public" / "index.html").is_file():
-        return plan("static", "static site (public/index.html)", ("public",), install, None)
-    if python:
+        return plan("static", "static site (public/index.html)", ("public",), install)
+    if python is not None:
         raise _fail(
-            f"Found a Python project in {where} but no start command: process apps need a "
-            'Procfile "web:" line or start_command (and are not supported yet); a static site '
-            "needs index.html or output_dir"
+            f"Found a Python project ({python.source}) in {where} but nothing to run: a Python "
+            f'app needs a {PROCFILE} with a "web:" (or "worker:") line, or start_command; a '
+            "static site needs index.html or output_dir"
         )
     raise _fail(
         f"Could not detect how to build this app in {where}. Looked for: {LOOKED_FOR}. "
         "Set output_dir (and build_command if the site needs building) in the project's build "
-        f"settings or in {TOML_NAME}"
+        f"settings or in {TOML_NAME}, or start_command for an app that runs"
     )
+
+
+def _processes(
+    start_command: str | None,
+    procfile: Procfile | None,
+    pkg: dict[str, Any] | None,
+    scripts: dict[str, str],
+    framework: tuple[str, tuple[str, ...] | None] | None,
+) -> dict[str, str]:
+    """The process types of the app (empty: not a process app). `web` is the configured
+    start_command, else the Procfile's, else a Node.js server's `npm start` (`next start` for a
+    Next.js app without a start script) — Heroku's rule: a Procfile adds to and overrides what
+    the app's language would run."""
+    processes = dict(procfile.processes) if procfile is not None else {}
+    if start_command and start_command.strip():
+        processes["web"] = start_command.strip()
+    elif "web" not in processes and pkg is not None and (framework is None or not framework[1]):
+        # A server, not a static framework's site.
+        if "start" in scripts:
+            processes["web"] = NODE_START
+        elif framework is not None and "build" in scripts:  # Next.js without a start script
+            processes["web"] = "next start"
+    web = processes.pop("web", None)
+    return processes if web is None else {"web": web, **processes}  # web first, as it is shown
+
+
+def _process_description(
+    start_command: str | None,
+    procfile: Procfile | None,
+    pm: PackageManager | None,
+    framework: tuple[str, tuple[str, ...] | None] | None,
+    python: PythonProject | None,
+) -> str:
+    server = framework is not None and framework[1] is None  # Next.js
+    if python is not None:
+        what = f"Python app ({python.source})"
+    elif pm is not None:
+        what = (
+            f"{framework[0] if framework and server else 'Node.js'} app (package.json, {pm.name})"
+        )
+    else:
+        what = "app"
+    if start_command and start_command.strip():
+        return f"{what} with a start_command"
+    if procfile is not None and procfile.processes:
+        return f"{what} with a {PROCFILE} ({', '.join(procfile.processes)})"
+    return what if server or pm is None else f"{what} with a start script"
 
 
 def resolve_output(plan: BuildPlan) -> Path:

@@ -52,9 +52,11 @@ class StatusReporter:
         error: str | None = None,
         artifact: Artifact | None = None,
         deadline: float | None = None,
+        reason: str | None = None,
     ) -> None:
         """Publish one status change; `deadline` overrides the build's (a last report made after
-        the build's deadline passed still gets a moment)."""
+        the build's deadline passed still gets a moment); `reason`: why it ended so
+        (`messages.BUILD_REASON_*`)."""
         if step is not None:
             self.step = step
         event = BuildStatusChanged(
@@ -68,6 +70,7 @@ class StatusReporter:
             commit_message=self.commit_message,
             artifact=artifact,
             at=datetime.now(UTC),
+            reason=reason,
         )
         await publish_once_by_id(
             self._js,

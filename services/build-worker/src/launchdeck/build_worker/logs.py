@@ -1,11 +1,24 @@
 """A build's log on its way to the LOGS stream: numbered, masked, capped and batched.
 
+Secret values (the project's env vars, a password in the repository URL, the git token) are
+masked with `libs.masking` — the same masker as app logs — before a line gets its seq.
+
 Every line gets the next per-build `seq` (1, 2, 3, … across attempts: a redelivered build
 continues after the last line already stored). Lines are collected into `LogBatch` messages,
 sent when 100 lines (or 256 KiB) are waiting or the oldest waiting line is 5 ms old, by one
 sender task, strictly in order, each with `Nats-Msg-Id` `<build_id>:<first seq>` so a retried
-publish is stored once. `write` is synchronous and cheap (no await per line); only the sender
-talks to NATS.
+publish is stored once. While a batch is being sent the next one keeps growing (up to
+`MAX_BATCH_LINES` or 256 KiB) and goes as soon as the sender is free: idle, a line leaves within
+5 ms; under a burst, batches grow with the backlog, so one publish round trip carries more lines
+instead of the burst waiting for a round trip per 100 lines. Writing is synchronous and cheap (no
+await per line, one pass over the lines of each read of the build's output, which share one
+timestamp); only the sender talks to NATS.
+
+A build printing faster than NATS stores its log is slowed down rather than cut short: the
+reader of its output hands each read to `write_output`, which, once `buffer_lines` are waiting,
+has it wait for the sender (the build then waits on its full pipe). Only when the sender makes
+no progress at all (one batch unsent for `STALLED_SEND_S`: NATS is away) does the build run on
+and lose output, as below.
 
 NATS away for a while (a restart, a cluster electing a leader) neither hangs nor loses the log
 silently. The sender retries each batch through the outage until the build's deadline
@@ -20,9 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import re
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,17 +46,20 @@ from launchdeck.contracts.codec import decode, encode
 from launchdeck.contracts.messages import LogBatch, LogLine, LogStream
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import STREAM_LOGS, build_log_subject
+from launchdeck.libs.masking import make_masker
 from launchdeck.libs.outage import Outage
 from launchdeck.libs.publish import publish_once_by_id, until_deadline
 
 BATCH_LINES = 100
+MAX_BATCH_LINES = 2000  # while the sender is busy, the next batch grows up to this
 BATCH_BYTES = 256 * 1024
 BATCH_AGE_S = 0.005
 MAX_LINE_CHARS = 16 * 1024
-MASK = "***"
-MIN_SECRET_LEN = 3  # masking one- or two-character values would shred every line
 BUFFER_LINES = 10_000  # unsent lines held while NATS is away (LAUNCHDECK_LOG_BUFFER_LINES)
 DEFAULT_DEADLINE_S = 300.0  # without a deadline from the caller: this long after creation
+# A batch unsent this long means NATS is not taking the log (an outage), not merely slower than
+# the build: the build's output is no longer held back for it (`write_output`).
+STALLED_SEND_S = 1.0
 
 
 class LogPublishError(RuntimeError):
@@ -83,15 +99,6 @@ async def read_log_tail(
     if deadline is None:
         return await read()
     return await until_deadline(read, js=js, deadline=deadline, what="the build log's end")
-
-
-def make_masker(secrets: Iterable[str]) -> Callable[[str], str] | None:
-    """A function replacing every secret value with `***`, or None when there is nothing to mask."""
-    values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LEN}, key=len, reverse=True)
-    if not values:
-        return None
-    pattern = re.compile("|".join(re.escape(v) for v in values))
-    return lambda line: pattern.sub(MASK, line)
 
 
 def human_size(n: int) -> str:
@@ -150,6 +157,9 @@ class LogPublisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # nothing queued, or the sender is gone: never waits forever
         self._idle.set()
+        self._room = asyncio.Event()  # fewer than `buffer_lines` waiting (`write_output`)
+        self._room.set()
+        self._ts: datetime | None = None  # the timestamp of this turn of the event loop
         self._error: BaseException | None = None  # why the sender stopped
         self._closed = False
         self._sender = asyncio.create_task(self._send_loop())
@@ -163,19 +173,38 @@ class LogPublisher:
         """`text` with every secret value replaced (for messages that leave by other routes)."""
         return self._mask(text) if self._mask is not None else text
 
-    # --- the per-line path: synchronous, no allocation beyond the line itself ---------------
+    # --- the per-line path: synchronous, no allocation beyond the lines themselves ---------
+
+    def write_output(self, stream: LogStream, lines: list[str]) -> Awaitable[None] | None:
+        """The `OutputSink` of `run_command`: the lines of one read of the build's output.
+        None when all were taken; while `buffer_lines` wait for a sender that is making
+        progress, an awaitable that takes the rest as room frees up (backpressure: the reader
+        waits, and the build on its pipe, rather than lines being lost)."""
+        taken = self._take(stream, lines, 0, hold=True)
+        return None if taken == len(lines) else self._take_later(stream, lines, taken)
+
+    async def _take_later(self, stream: LogStream, lines: list[str], start: int) -> None:
+        while start < len(lines):
+            await self._wait_for_room()
+            # Still no room: the wait gave up (NATS is away), and the rest is counted and dropped.
+            start = self._take(stream, lines, start, hold=self._buffered < self._buffer_lines)
+
+    async def _wait_for_room(self) -> None:
+        while self._buffered >= self._buffer_lines and self._error is None and not self._closed:
+            since = self._sending_since
+            left = STALLED_SEND_S if since is None else since + STALLED_SEND_S - time.monotonic()
+            if left <= 0:
+                return  # NATS is away: what comes meanwhile is counted and dropped
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), left)
 
     def write(self, stream: LogStream, text: str) -> None:
-        """Queue one line of the build's output (or a system line)."""
+        """Queue one line: a system line, or a line of output taken at once (never held back)."""
+        if stream != "system":
+            self._take(stream, [text], 0, hold=False)
+            return
         if self._closed:
-            return
-        if self._capped and stream != "system":
-            self._dropped_lines += 1
-            self._dropped_bytes += len(text)
-            return
-        if stream != "system" and (self._gap_lines or self._buffered >= self._buffer_lines):
-            # NATS is not taking the log: held lines are at the bound. Counted, no seq.
-            self._gap_lines += 1
             return
         if self._gap_lines:
             # A system line (the worker's own, a handful per build: exempt from the bound)
@@ -185,34 +214,113 @@ class LogPublisher:
             text = self._mask(text)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " … [line truncated]"
-        size = len(text.encode()) + 1
-        if stream != "system":
-            if self._total_bytes + size > self._max_bytes:
-                self._capped = True
-                self._dropped_lines += 1
-                self._dropped_bytes += size
-                self._append(
-                    "system",
-                    f"✂ Log limit of {human_size(self._max_bytes)} reached: further output of this "
-                    "build is not recorded (the build continues)",
-                    0,
-                )
-                return
-            self._total_bytes += size
-        self._append(stream, text, size)
+        self._append("system", text, len(text.encode()) + 1)
 
     def system(self, text: str) -> None:
         self.write("system", text)
 
+    def _take(self, stream: LogStream, lines: list[str], start: int, *, hold: bool) -> int:
+        """Number, mask, cap and batch the output lines `lines[start:]`; returns where it
+        stopped: at their end, or, with `hold`, at the first line the buffer has no room for."""
+        end = len(lines)
+        if self._closed:
+            return end
+        ts = self._now()
+        i = start
+        while i < end:
+            if self._capped:
+                rest = lines[i:]
+                self._dropped_lines += len(rest)
+                self._dropped_bytes += sum(len(text) for text in rest)
+                return end
+            room = self._buffer_lines - self._buffered
+            if self._gap_lines or room <= 0:
+                if hold and not self._gap_lines and self._error is None:
+                    return i  # the caller waits for room (`write_output`)
+                # NATS is not taking the log: held lines are at the bound. Counted, no seq.
+                self._gap_lines += end - i
+                return end
+            i = self._add(stream, lines, i, min(end, i + room), ts)
+        return end
+
+    def _add(self, stream: LogStream, lines: list[str], i: int, stop: int, ts: datetime) -> int:
+        """Add `lines[i:stop]` to the current batch, up to where the batch is cut (or the log's
+        size cap); returns the index of the first line not added. The hot path of a build's
+        log: one tight loop over locals, no call per line but the masker's."""
+        mask = self._mask
+        seq, total, max_bytes = self._seq, self._total_bytes, self._max_bytes
+        batch, batch_bytes = self._lines, self._batch_bytes
+        waiting = len(batch)
+        # 100 lines go at once while the sender is free (nothing queued); else the batch grows.
+        cut_at = MAX_BATCH_LINES if self._queue else BATCH_LINES
+        first, size, capped = i, 0, False
+        while i < stop:
+            text = lines[i]
+            if mask is not None:
+                text = mask(text)
+            if len(text) > MAX_LINE_CHARS:
+                text = text[:MAX_LINE_CHARS] + " … [line truncated]"
+            size = (len(text) if text.isascii() else len(text.encode())) + 1
+            if total + size > max_bytes:
+                capped = True
+                break
+            total += size
+            seq += 1
+            i += 1
+            batch.append(LogLine(seq=seq, ts=ts, stream=stream, line=text))
+            batch_bytes += size
+            waiting += 1
+            if waiting >= cut_at or batch_bytes >= BATCH_BYTES:
+                break
+        self._seq, self._total_bytes, self._batch_bytes = seq, total, batch_bytes
+        self._buffered += i - first
+        if capped:
+            self._capped = True
+            self._dropped_lines += 1
+            self._dropped_bytes += size
+            self._append(
+                "system",
+                f"✂ Log limit of {human_size(max_bytes)} reached: further output of this build "
+                "is not recorded (the build continues)",
+                0,
+            )
+            return i + 1
+        if waiting >= cut_at or batch_bytes >= BATCH_BYTES:
+            self._cut()
+        elif self._timer is None and waiting:
+            self._timer = self._loop.call_later(BATCH_AGE_S, self._cut_when_free)
+        return i
+
+    def _now(self) -> datetime:
+        """One timestamp per turn of the event loop: the lines of one read of the build's
+        output arrived together (and `datetime.now` per line is the dearest part of `write`)."""
+        ts = self._ts
+        if ts is None:
+            ts = self._ts = datetime.now(UTC)
+            self._loop.call_soon(self._forget_ts)
+        return ts
+
+    def _forget_ts(self) -> None:
+        self._ts = None
+
     def _append(self, stream: LogStream, text: str, size: int) -> None:
         self._seq += 1
-        self._lines.append(LogLine(seq=self._seq, ts=datetime.now(UTC), stream=stream, line=text))
+        self._lines.append(LogLine(seq=self._seq, ts=self._now(), stream=stream, line=text))
         self._buffered += 1
         self._batch_bytes += size
-        if len(self._lines) >= BATCH_LINES or self._batch_bytes >= BATCH_BYTES:
+        waiting = len(self._lines)
+        full = self._batch_bytes >= BATCH_BYTES or waiting >= MAX_BATCH_LINES
+        if full or (waiting >= BATCH_LINES and not self._queue):  # (not queue: sender is free)
             self._cut()
         elif self._timer is None:
-            self._timer = self._loop.call_later(BATCH_AGE_S, self._cut)
+            self._timer = self._loop.call_later(BATCH_AGE_S, self._cut_when_free)
+
+    def _cut_when_free(self) -> None:
+        """The oldest waiting line is `BATCH_AGE_S` old: its batch goes, or, while the sender is
+        busy, goes with whatever follows it as soon as the sender is free."""
+        self._timer = None
+        if not self._queue:
+            self._cut()
 
     def _explain_gap(self) -> None:
         """The system line standing where output was dropped: how many lines, and why."""
@@ -269,6 +377,10 @@ class LogPublisher:
                     )
                     self._queue.popleft()
                     self._buffered -= count
+                    if self._buffered < self._buffer_lines:
+                        self._room.set()
+                    if not self._queue and self._lines:
+                        self._cut()  # what gathered while this batch was sent goes next
                     if self._gap_lines:
                         self._explain_gap()  # room again: the marker takes the next seq
                         self._cut()
@@ -285,6 +397,7 @@ class LogPublisher:
         self._queue.clear()
         self._buffered = len(self._lines)
         self._idle.set()
+        self._room.set()
 
     async def flush(self) -> None:
         """Send everything written so far; raises LogPublishError if it cannot be (NATS refused

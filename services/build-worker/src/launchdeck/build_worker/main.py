@@ -3,7 +3,8 @@
 Runs the common skeleton (`libs.service`: NATS, JetStream, signals), registers the
 `launchdeck-build-worker` micro-service (`nats micro ls`), and consumes `ld.jobs.build` from the
 durable `build-workers` consumer until SIGTERM; builds still running then are handed back (nak)
-and redelivered as their next attempt.
+and redelivered as their next attempt. It also listens to `ld.control.build.cancel` (core NATS,
+every worker): a build cancelled on request stops where it runs (`cancel.py`).
 
 Before it takes a job it finds out how builds will be confined (`sandbox.py`: bubblewrap, or a
 loud warning that there is none) and removes the work directories and processes a predecessor
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 
 from launchdeck.build_worker.dependencies import keep_cache_within_limits
-from launchdeck.build_worker.handler import BuildWorker
+from launchdeck.build_worker.handler import BuildWorker, env_from_control_api
 from launchdeck.build_worker.settings import Settings
 from launchdeck.build_worker.workspace import reclaim
 from launchdeck.contracts import subjects as s
@@ -86,7 +87,12 @@ async def serve(service: Service[Settings]) -> None:
             killed_pids=reclaimed.pids,
             build_dir=str(settings.build_dir),
         )
-    worker = BuildWorker(service.js, settings, sandbox)
+    # Each build's env vars come from the control-api (`ld.rpc.env`), waited for as long as
+    # a publish waits for NATS past a build's time limit.
+    project_env = env_from_control_api(service.nc, wait_s=settings.outage_grace_s)
+    worker = BuildWorker(service.js, settings, sandbox, project_env=project_env)
+    # Every worker hears every cancel (no queue group): the one running the build stops it.
+    await service.nc.subscribe(s.SUBJECT_BUILD_CANCEL, cb=worker.cancellations.on_message)
     await service.register("Clones, builds and packages releases", worker.status)
     log.info(
         "build_worker_ready",

@@ -1,10 +1,13 @@
 """Running a project's install/build command as a child process, streaming its output.
 
 The command is split with shlex and executed directly (argv, no shell), so nothing from the
-project is ever interpolated into a shell line. The child gets only the environment built by
-`build_env` (never the worker's own variables, which hold the platform's credentials), runs in
-its own process group — and in the build's sandbox when there is one (`sandbox.py`) — and the
-whole group is killed on timeout, on cancellation, and after the command exits.
+project is ever interpolated into a shell line. It starts through the launcher of user code
+(`libs.launcher.launch`, the same door the deploy-engine's apps go through): the child gets only
+the environment built by `build_env` (never the worker's own variables, which hold the
+platform's credentials), runs in its own process group — in the build's sandbox when there is
+one (`sandbox.py`), under the build's resource limits (`limits.py`) — and the whole group is
+killed on timeout, on cancellation (a cancelled build, a worker shutting down), and after the
+command exits.
 
 The build step ends when its command does. What the command left running is found and killed
 then, also when it left the process group (`setsid`, a double fork): in the sandbox its PID
@@ -18,22 +21,39 @@ closed unread. Nothing left behind can hold a build until its time limit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shlex
-import shutil
 import signal
+import sys
+import sysconfig
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
-from launchdeck.build_worker.errors import BuildFailed
+from launchdeck.build_worker.errors import BuildFailed, BuildTimedOut
 from launchdeck.contracts.messages import LogStream
+from launchdeck.libs.launcher.launch import Launched, launch
+from launchdeck.libs.launcher.limits import ResourceLimits
 from launchdeck.libs.launcher.reaper import MARKER_VAR, kill_marked, kill_pipe_holders
 from launchdeck.libs.launcher.sandbox import BuildSandbox
 
-OutputSink = Callable[[LogStream, str], None]
+# Where a command's output goes: one call per read of a pipe, with the complete lines read
+# (without their newlines). It returns None once it took them all, or something to await until
+# it has (the log is backed up: `LogPublisher.write_output`), which holds the reader and so,
+# through its pipe, the command.
+OutputSink = Callable[[LogStream, list[str]], Awaitable[None] | None]
+
+
+def each_line(write: Callable[[LogStream, str], None]) -> OutputSink:
+    """An `OutputSink` handing each line to `write`, never holding the command back."""
+
+    def sink(stream: LogStream, lines: list[str]) -> None:
+        for line in lines:
+            write(stream, line)
+
+    return sink
+
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READ_CHUNK = 64 * 1024
@@ -48,27 +68,60 @@ DRAIN_AFTER_KILL_S = 2.0
 
 
 def build_path() -> str:
-    """The PATH builds run with: the worker's, so the machine's toolchains are found."""
-    return os.environ.get("PATH") or DEFAULT_PATH
+    """The PATH builds run with: the worker's, so the machine's toolchains are found — without
+    the worker's own virtualenv, whose `python3` would lend a build (and a Python app's
+    dependencies, installed with it) the platform's packages, and which has no pip."""
+    path = os.environ.get("PATH") or DEFAULT_PATH
+    own = _own_virtualenv_bin()
+    if own is None:
+        return path
+    return os.pathsep.join(d for d in path.split(os.pathsep) if os.path.realpath(d or ".") != own)
+
+
+def _own_virtualenv_bin() -> str | None:
+    if sys.prefix == sys.base_prefix:
+        return None
+    return os.path.realpath(sysconfig.get_path("scripts"))
+
+
+# The platform's own variables (its credentials and settings): never passed on to a build, not
+# even when the operator's pass-through list names one by mistake.
+PLATFORM_VARIABLE_PREFIXES = ("LAUNCHDECK_", "NATS_")
+PLATFORM_VARIABLES = frozenset({"DATABASE_URL"})
+
+
+def is_platform_variable(name: str) -> bool:
+    return name in PLATFORM_VARIABLES or name.startswith(PLATFORM_VARIABLE_PREFIXES)
 
 
 def build_env(
     home: Path,
     project_vars: Mapping[str, str] | None = None,
     *,
+    tmpdir: Path | None = None,
     passthrough: Sequence[str] = (),
     tools: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Only what a build needs: `build_path()`, a fresh HOME, and the worker variables named in
-    `passthrough` (the operator's choice, e.g. the CA bundle). `tools` (e.g. the package
-    managers' cache directories) come before the project's own variables, which win."""
+    """Only what a build needs, built from nothing (never the worker's environment, which holds
+    the platform's credentials): `build_path()`, a fresh HOME, LANG, TMPDIR (the attempt's own
+    temporary directory; /tmp, which the sandbox makes the attempt's own), CI=true, and the
+    worker variables named in `passthrough` (the operator's choice, e.g. the CA bundle; never a
+    platform variable). `tools` (e.g. the package managers' cache directories) come next, then
+    the project's own `build` variables, which win."""
     env = {
         "PATH": build_path(),
         "HOME": str(home),
         "LANG": "C.UTF-8",
+        "TMPDIR": str(tmpdir) if tmpdir is not None else "/tmp",
         "CI": "true",
     }
-    env.update({name: os.environ[name] for name in passthrough if name in os.environ})
+    env.update(
+        {
+            name: os.environ[name]
+            for name in passthrough
+            if name in os.environ and not is_platform_variable(name)
+        }
+    )
     if tools:
         env.update(tools)
     if project_vars:
@@ -87,66 +140,30 @@ def parse_command(command: str) -> list[str]:
 
 
 async def _pump(stream: asyncio.StreamReader, name: LogStream, sink: OutputSink) -> None:
-    """Forward `stream` to `sink` line by line as it arrives (chunked reads keep it cheap)."""
+    """Forward `stream` to `sink` as it arrives, the complete lines of each read at once
+    (decoded and split in one go: this is the per-line hot path of a build's log)."""
     pending = b""
     while chunk := await stream.read(READ_CHUNK):
         data = pending + chunk if pending else chunk
-        parts = data.split(b"\n")
-        pending = parts.pop()
-        for raw in parts:
-            sink(name, raw.removesuffix(b"\r").decode("utf-8", "replace"))
+        end = data.rfind(b"\n")
+        lines: list[str] = []
+        if end >= 0:
+            # Whole lines only: a character split across reads stays in `pending` whole.
+            text = data[: end + 1].decode("utf-8", "replace")
+            lines = (text.replace("\r\n", "\n") if "\r" in text else text).split("\n")
+            lines.pop()  # what follows the last newline: nothing
+            pending = data[end + 1 :]
+        else:
+            pending = data
         while len(pending) > MAX_RAW_LINE:
-            sink(name, pending[:MAX_RAW_LINE].decode("utf-8", "replace"))
+            lines.append(pending[:MAX_RAW_LINE].decode("utf-8", "replace"))
             pending = pending[MAX_RAW_LINE:]
+        if lines and (wait := sink(name, lines)) is not None:
+            await wait
     if pending:
-        sink(name, pending.removesuffix(b"\r").decode("utf-8", "replace"))
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Signals the child's exit on its own: `Process.wait()` also waits for the pipes to close,
-    which a background grandchild holding them open would delay forever."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
-
-
-async def _spawn(
-    argv: Sequence[str], cwd: Path, env: Mapping[str, str]
-) -> tuple[asyncio.subprocess.Process, asyncio.Event, asyncio.SubprocessTransport]:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _ExitAwareProtocol(limit=READ_CHUNK, loop=loop),
-        *argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,  # its own process group, so the group can be killed
-    )
-    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited, transport
-
-
-def _pipe_inodes(transport: asyncio.SubprocessTransport) -> set[int]:
-    """The inodes of the child's stdout and stderr pipes, to find who else holds them."""
-    inodes: set[int] = set()
-    for fd in (1, 2):
-        pipe = transport.get_pipe_transport(fd)
-        handle = pipe.get_extra_info("pipe") if pipe is not None else None
-        if handle is not None:
-            with contextlib.suppress(OSError, ValueError):
-                inodes.add(os.fstat(handle.fileno()).st_ino)
-    return inodes
+        wait = sink(name, [pending.removesuffix(b"\r").decode("utf-8", "replace")])
+        if wait is not None:
+            await wait
 
 
 async def _drained(readers: Sequence[asyncio.Task[None]], within_s: float) -> bool:
@@ -155,7 +172,7 @@ async def _drained(readers: Sequence[asyncio.Task[None]], within_s: float) -> bo
 
 
 async def _end_leftovers(
-    proc: asyncio.subprocess.Process,
+    launched: Launched,
     readers: Sequence[asyncio.Task[None]],
     marker: str,
     inodes: set[int],
@@ -163,7 +180,7 @@ async def _end_leftovers(
     """After the command: kill its process group and every process carrying its marker, read
     its output to the end with a short deadline, kill whoever still holds the pipes, and close
     them unread if even that does not end them. Never waits longer than a few seconds."""
-    _signal_group(proc.pid, signal.SIGKILL)
+    launched.signal_group(signal.SIGKILL)
     await asyncio.to_thread(kill_marked, marker.__eq__)
     if await _drained(readers, DRAIN_S):
         return
@@ -172,31 +189,6 @@ async def _end_leftovers(
         return
     for reader in readers:  # a holder this worker cannot signal: stop reading
         reader.cancel()
-
-
-def _resolve(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> None:
-    """Fail as an unsandboxed exec would when the program is missing or not executable (in
-    the sandbox, bwrap would only say so on stderr)."""
-    program = argv[0]
-    if "/" in program:
-        target = cwd / program
-        if not target.exists():
-            raise FileNotFoundError(program)
-        if not os.access(target, os.X_OK) or target.is_dir():
-            raise PermissionError(program)
-    elif shutil.which(program, path=env.get("PATH", "")) is None:
-        raise FileNotFoundError(program)
-
-
-async def _stop_group(proc: asyncio.subprocess.Process, exited: asyncio.Event) -> None:
-    """SIGTERM the group, give it a moment, then SIGKILL whatever is left."""
-    if not exited.is_set():
-        _signal_group(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exited.wait(), KILL_GRACE_S)
-    _signal_group(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(exited.wait(), KILL_GRACE_S)
 
 
 async def run_command(
@@ -208,20 +200,18 @@ async def run_command(
     timeout_s: float,
     marker: str | None = None,
     sandbox: BuildSandbox | None = None,
+    limits: ResourceLimits | None = None,
 ) -> float:
-    """Run `argv` (see `parse_command`) in `cwd`, in `sandbox` when given; return its duration.
-    Every process it starts carries `LAUNCHDECK_BUILD_MARKER=<marker>` (a fresh one when None)
-    and is killed when it ends. Raises BuildFailed on failure or timeout."""
+    """Run `argv` (see `parse_command`) in `cwd`, in `sandbox` and under `limits` when given;
+    return its duration. Every process it starts carries `LAUNCHDECK_BUILD_MARKER=<marker>` (a
+    fresh one when None) and is killed when it ends, or when the caller is cancelled. Raises
+    BuildFailed on failure, BuildTimedOut past `timeout_s`."""
     command = shlex.join(argv)  # for messages
     marker = marker or f"run-{uuid.uuid4().hex}"
     env = {**env, MARKER_VAR: marker}
     started = time.monotonic()
     try:
-        if sandbox is not None:
-            _resolve(argv, cwd, env)
-            spawned = await _spawn(sandbox.argv(argv, cwd, env), cwd, env)
-        else:
-            spawned = await _spawn(argv, cwd, env)
+        launched = await launch(argv, cwd=cwd, env=env, sandbox=sandbox, limits=limits)
     except FileNotFoundError:
         raise BuildFailed(
             f"Command not found: {argv[0]!r} (commands run without a shell; "
@@ -229,29 +219,28 @@ async def run_command(
         ) from None
     except PermissionError:
         raise BuildFailed(f"Command {argv[0]!r} is not executable") from None
-    proc, exited, transport = spawned
+    proc = launched.process
     assert proc.stdout is not None
     assert proc.stderr is not None
-    inodes = _pipe_inodes(transport)
+    inodes = launched.pipe_inodes()
     readers = (
         asyncio.create_task(_pump(proc.stdout, "stdout", sink)),
         asyncio.create_task(_pump(proc.stderr, "stderr", sink)),
     )
     try:
         async with asyncio.timeout(timeout_s):
-            await exited.wait()
+            await launched.exited.wait()
     except TimeoutError:
-        raise BuildFailed(
-            f"`{command}` did not finish within the build's time limit "
-            f"({time.monotonic() - started:.0f}s); its processes were killed"
-        ) from None
+        raise BuildTimedOut(f"while running `{command}`") from None
     finally:
-        await _stop_group(proc, exited)
-        await _end_leftovers(proc, readers, marker, inodes)
+        # Also on cancellation (the build was cancelled, the worker shuts down): SIGTERM, a
+        # moment, SIGKILL, then whatever the command left running, within a few seconds.
+        await launched.stop(KILL_GRACE_S)
+        await _end_leftovers(launched, readers, marker, inodes)
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        transport.close()  # the pipes, if a holder kept them open
+        launched.transport.close()  # the pipes, if a holder kept them open
     code = proc.returncode
     assert code is not None  # `exited` was set
     if code != 0:

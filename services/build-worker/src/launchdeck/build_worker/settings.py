@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launchdeck.libs.launcher.limits import MIB, ResourceLimits
 from launchdeck.libs.launcher.sandbox import SANDBOX_MODES, SandboxMode
 from launchdeck.libs.settings import (
     SettingsError,
@@ -32,6 +33,14 @@ BUILD_ENV_PASSTHROUGH = (
     "PIP_CERT",
     "COREPACK_NPM_REGISTRY",
     "COREPACK_INTEGRITY_KEYS",
+)
+
+
+# What one build command may take by default (LAUNCHDECK_BUILD_LIMIT_AS_MB, _NOFILE, _NPROC;
+# `libs.launcher.limits`). 16 GiB of address space, not less: Node.js's `fetch()` (corepack's
+# downloads, many build tools) needs ~10 GiB of it for WebAssembly and fails at 8 GiB.
+BUILD_LIMITS = ResourceLimits(
+    address_space_bytes=16 * 1024 * MIB, open_files=16_384, processes=4_096
 )
 
 
@@ -75,6 +84,9 @@ class Settings:
     # The platform's state (dev.json, secret.key, Postgres, Caddy's socket, releases): never
     # shown to a sandboxed build, even under a read-only path.
     state_dir: Path | None = None
+    # rlimits of every build command, sandboxed or not (`libs.launcher.limits`):
+    # LAUNCHDECK_BUILD_LIMIT_AS_MB, _NOFILE, _NPROC.
+    limits: ResourceLimits = BUILD_LIMITS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -151,6 +163,7 @@ class Settings:
             sandbox=env_choice("LAUNCHDECK_BUILD_SANDBOX", SANDBOX_MODES, "auto"),
             sandbox_ro_paths=_absolute_paths("LAUNCHDECK_BUILD_SANDBOX_RO_PATHS"),
             state_dir=state_dir.absolute(),
+            limits=ResourceLimits.from_env("LAUNCHDECK_BUILD", BUILD_LIMITS),
         )
 
     def time_limit(self, requested: int | None) -> tuple[int, bool]:

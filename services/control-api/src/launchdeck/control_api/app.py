@@ -17,16 +17,19 @@ from nats.js import JetStreamContext
 from launchdeck.control_api.api.auth import auth_middleware
 from launchdeck.control_api.api.builds import setup_build_routes
 from launchdeck.control_api.api.deployments import setup_deployment_routes
-from launchdeck.control_api.api.keys import JS, METRICS, NC, POOL, SETTINGS
+from launchdeck.control_api.api.env import setup_env_routes
+from launchdeck.control_api.api.keys import JS, KEYRING, METRICS, NC, POOL, SETTINGS
 from launchdeck.control_api.api.logs import setup_log_routes
 from launchdeck.control_api.api.observe import observe_middleware
 from launchdeck.control_api.api.problems import problems_middleware
 from launchdeck.control_api.api.projects import setup_project_routes
 from launchdeck.control_api.api.system import setup_system_routes
 from launchdeck.control_api.consumers.advisories import MaxDeliveriesWatcher
+from launchdeck.control_api.consumers.env_requests import EnvRequestServer
 from launchdeck.control_api.consumers.events import EventsConsumer
 from launchdeck.control_api.consumers.stuck_jobs import StuckJobsSweeper
 from launchdeck.control_api.domain.abandoned_jobs import Deadlines
+from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.control_api.housekeeping.prune import Pruner, Retention
 from launchdeck.control_api.logs.sweep import LogSweeper
 from launchdeck.control_api.metrics import Metrics
@@ -35,8 +38,8 @@ from launchdeck.control_api.ws.routes import setup_ws_routes
 from launchdeck.libs.outbox import OutboxRelay
 
 # The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
-# sweeper, stuck-jobs sweeper, pruner): `main` watches them and exits when one dies, so the
-# process supervisor restarts the service.
+# sweeper, stuck-jobs sweeper, pruner, env requests server): `main` watches them and exits when
+# one dies, so the process supervisor restarts the service.
 BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background")
 
 
@@ -56,11 +59,13 @@ def create_app(
     app[NC] = nc
     app[JS] = js
     app[METRICS] = Metrics()
+    app[KEYRING] = KeyRing.from_secrets(settings.secret_key, settings.secret_key_previous)
     app[BACKGROUND] = []
     setup_system_routes(app)
     setup_project_routes(app)
     setup_build_routes(app)
     setup_deployment_routes(app)
+    setup_env_routes(app)
     setup_log_routes(app)
     setup_ws_routes(app)
     if background_tasks:
@@ -94,6 +99,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
         keep_artifacts=settings.keep_artifacts,
     )
     pruner = Pruner(pool, js, retention, metrics, interval_s=settings.prune_interval_s)
+    env_server = EnvRequestServer(pool, nc, app[KEYRING])
     tasks = app[BACKGROUND]
     tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     tasks.append(asyncio.create_task(consumer.run(), name="events-consumer"))
@@ -101,6 +107,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     tasks.append(asyncio.create_task(sweeper.run(), name="log-sweeper"))
     tasks.append(asyncio.create_task(stuck.run(), name="stuck-jobs-sweeper"))
     tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
+    tasks.append(asyncio.create_task(env_server.run(), name="env-requests"))
     yield
     for task in tasks:
         task.cancel()

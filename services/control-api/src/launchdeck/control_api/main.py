@@ -1,4 +1,4 @@
-"""control-api entry point: `launchdeck-control-api [serve|migrate|token]`.
+"""control-api entry point: `launchdeck-control-api [serve|migrate|token|secrets rotate]`.
 
 `serve` (the default) runs the common skeleton (`libs.service`: connects to NATS and provisions
 JetStream, waiting for NATS while it is not up; stops on SIGTERM/SIGINT at any moment), opens
@@ -6,12 +6,16 @@ Postgres (waited for likewise; migrated first unless LAUNCHDECK_MIGRATE_ON_START
 then serves HTTP with the outbox relay, the events consumer, the abandoned-jobs watcher and the
 log sweeper running alongside, until SIGTERM/SIGINT. `migrate` applies the migrations and exits.
 `token --admin [--expires-in S]` prints a new admin API token signed with LAUNCHDECK_SECRET_KEY.
+`secrets rotate` re-encrypts every env var value still sealed under the previous secret key
+(LAUNCHDECK_SECRET_KEY_PREVIOUS) under the current one (LAUNCHDECK_SECRET_KEY), and says what is
+left; it exits 1 while any value is not under the current key (docs/configuration.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 import asyncpg
 from aiohttp import web
@@ -19,12 +23,14 @@ from aiohttp import web
 from launchdeck.contracts.subjects import SERVICE_CONTROL_API
 from launchdeck.control_api.api.auth import ADMIN
 from launchdeck.control_api.app import BACKGROUND, create_app
+from launchdeck.control_api.domain.env_vars import Rotation, rotate
+from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.control_api.migrate import MIGRATIONS_DIR, migrate_database
 from launchdeck.control_api.settings import Settings
 from launchdeck.libs import db
 from launchdeck.libs.logging import configure, get_logger
 from launchdeck.libs.service import Service, run_service, wait_until_up
-from launchdeck.libs.settings import SettingsError, env_str, public_url
+from launchdeck.libs.settings import SettingsError, env_opt, env_str, public_url
 from launchdeck.libs.tokens import mint
 
 SERVICE = "control-api"
@@ -70,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,token}")
+    commands = parser.add_subparsers(dest="command", metavar="{serve,migrate,token,secrets}")
     commands.add_parser("serve", help="serve the API (the default)")
     commands.add_parser("migrate", help="apply the database migrations and exit")
     token = commands.add_parser("token", help="print a new API token")
@@ -85,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="SECONDS",
         help="expire after this many seconds (default: never)",
+    )
+    secrets = commands.add_parser("secrets", help="manage the encryption of env var values")
+    secrets_commands = secrets.add_subparsers(dest="secrets_command", metavar="{rotate}")
+    secrets_commands.required = True
+    secrets_commands.add_parser(
+        "rotate",
+        help="re-encrypt every env var value under LAUNCHDECK_SECRET_KEY (reading values "
+        "sealed under LAUNCHDECK_SECRET_KEY_PREVIOUS)",
     )
     return parser
 
@@ -108,11 +122,53 @@ def print_token(expires_in_s: int | None) -> None:
     print(token)  # alone on stdout, for `TOKEN=$(... token --admin)`
 
 
+async def rotate_secrets(database_url: str, keyring: KeyRing) -> Rotation:
+    pool = await db.create_pool(database_url, max_size=2)
+    try:
+        return await rotate(pool, keyring)
+    finally:
+        await pool.close()
+
+
+def run_rotation() -> int:
+    """`secrets rotate`: re-seal, then say where every value stands (stdout, for people)."""
+    try:
+        database_url = env_str("DATABASE_URL")
+        keyring = KeyRing.from_secrets(
+            env_str("LAUNCHDECK_SECRET_KEY"), env_opt("LAUNCHDECK_SECRET_KEY_PREVIOUS")
+        )
+        configure(SERVICE)
+    except SettingsError as exc:
+        raise SystemExit(f"{SERVICE}: {exc}") from None
+    report = asyncio.run(rotate_secrets(database_url, keyring))
+    log.info(
+        "secrets_rotated",
+        key_id=report.key_id,
+        resealed=report.resealed,
+        unreadable=len(report.unreadable),
+        by_key_id=report.by_key_id,
+    )
+    print(f"re-encrypted {report.resealed} env var value(s) under key {report.key_id}")
+    if not keyring.previous:
+        print("LAUNCHDECK_SECRET_KEY_PREVIOUS is not set (or is the current key): nothing to read")
+    for name in report.unreadable:
+        print(f"cannot decrypt {name}: it does not authenticate under its key")
+    others = {k: n for k, n in report.by_key_id.items() if k != report.key_id}
+    if report.complete:
+        print("every value is under the current key: LAUNCHDECK_SECRET_KEY_PREVIOUS may go")
+        return 0
+    for key_id, count in sorted(others.items()):
+        print(f"{count} value(s) are still under key {key_id}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "token":
         print_token(args.expires_in)
         return
+    if args.command == "secrets":
+        raise SystemExit(run_rotation())
     if args.command == "migrate":
         try:
             database_url = env_str("DATABASE_URL")

@@ -3,17 +3,22 @@
 Each `Metrics` has its own registry (several apps may run in one process, as in the tests).
 Counters count in memory; the gauges of builds and deployments by status and of the outbox are
 set from Postgres right before each scrape (`set_state`), so every replica reports the same,
-current figures. This module imports nothing of the control-api: every layer may count here.
+current figures — every status of `contracts.statuses` always has its series (0 when none is in
+it: an alert on `launchdeck_deployments{status="unhealthy"} > 0` needs it to exist before the
+first unhealthy app). This module imports nothing of the control-api: every layer may count here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from typing import get_args
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus
 
 # The classic text format (0.0.4): what every Prometheus and most scrapers read.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
@@ -121,13 +126,14 @@ class Metrics:
         deployments_by_status: Mapping[str, int],
         outbox_pending: int,
     ) -> None:
-        """The figures read from Postgres for this scrape (statuses that vanished drop out)."""
-        for gauge, counts in (
-            (self._builds, builds_by_status),
-            (self._deployments, deployments_by_status),
+        """The figures read from Postgres for this scrape: every known status (0 when absent),
+        and any other a row holds (statuses that vanished from the rows drop out)."""
+        for gauge, known, counts in (
+            (self._builds, get_args(BuildStatus), builds_by_status),
+            (self._deployments, get_args(DeploymentStatus), deployments_by_status),
         ):
             gauge.clear()
-            for status, n in counts.items():
+            for status, n in {**dict.fromkeys(known, 0), **counts}.items():
                 gauge.labels(status).set(n)
         self._outbox_pending.set(outbox_pending)
 

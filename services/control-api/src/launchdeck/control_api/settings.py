@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from launchdeck.libs.settings import (
     SettingsError,
@@ -10,6 +10,7 @@ from launchdeck.libs.settings import (
     env_float,
     env_int,
     env_list,
+    env_opt,
     env_str,
     nats_url,
 )
@@ -23,7 +24,7 @@ class Settings:
     nats_url: str
     host: str
     port: int
-    secret_key: str
+    secret_key: str = field(repr=False)
     migrate_on_start: bool
     ws_queue_size: int
     log_sweep_interval_s: int
@@ -44,6 +45,9 @@ class Settings:
     processed_events_retention_s: float = 7 * DAY
     keep_artifacts: int = 10  # newest succeeded production builds per project keeping theirs
     prune_interval_s: float = 3600.0
+    # During a key rotation, the secret key env var values may still be sealed under
+    # (docs/configuration.md: rotating the secret key).
+    secret_key_previous: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -81,6 +85,7 @@ class Settings:
             host=env_str("LAUNCHDECK_API_HOST", "127.0.0.1"),
             port=env_int("LAUNCHDECK_API_PORT", 8080),
             secret_key=env_str("LAUNCHDECK_SECRET_KEY"),
+            secret_key_previous=env_opt("LAUNCHDECK_SECRET_KEY_PREVIOUS"),
             migrate_on_start=env_bool("LAUNCHDECK_MIGRATE_ON_START", True),
             ws_queue_size=env_int("LAUNCHDECK_WS_QUEUE_SIZE", 1000),
             log_sweep_interval_s=env_int("LAUNCHDECK_LOG_SWEEP_INTERVAL_S", 300),

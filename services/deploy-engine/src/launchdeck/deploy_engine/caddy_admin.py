@@ -169,6 +169,15 @@ class CaddyAdmin:
             raise
         return True
 
+    async def upstream_requests(self, address: str) -> int:
+        """Requests the proxy has in flight to the upstream `address` (`127.0.0.1:<port>`): 0 once
+        no loaded config uses it any more (Caddy forgets an upstream with its last config)."""
+        upstreams = await self.request("GET", "/reverse_proxy/upstreams")
+        for upstream in upstreams or []:
+            if isinstance(upstream, dict) and upstream.get("address") == address:
+                return int(upstream.get("num_requests") or 0)
+        return 0
+
     async def site_route_ids(self) -> list[str]:
         routes = await self.request("GET", f"/id/{er.SITES_ID}/handle/0/routes")
         return [str(r.get("@id")) for r in routes or [] if isinstance(r, dict)]

@@ -39,11 +39,13 @@ class EdgeProbe:
         build_id: str | None = None,
         expect_body: bytes | None = None,
         timeout_s: float = 5.0,
+        path: str = "/",
     ) -> ProbeResult:
-        """Poll until the edge answers `site_host` from this project's route (and content)."""
+        """Poll until the edge answers `site_host` (at `path`: an app's health path) from this
+        project's route (and content)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            result = await self._once(site_host, project, build_id, expect_body)
+            result = await self._once(site_host, project, build_id, expect_body, path)
             if result.ok or time.monotonic() > deadline:
                 return result
             await asyncio.sleep(0.05)
@@ -54,9 +56,10 @@ class EdgeProbe:
         project: str,
         build_id: str | None,
         expect_body: bytes | None,
+        path: str = "/",
     ) -> ProbeResult:
         try:
-            status, headers, body = await self.get(site_host)
+            status, headers, body = await self.get(site_host, path)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return ProbeResult(False, None, f"edge unreachable: {exc or type(exc).__name__}")
         if headers.get(PROJECT_HEADER) != project:
@@ -64,7 +67,7 @@ class EdgeProbe:
         if build_id is not None and headers.get(BUILD_HEADER) != build_id:
             return ProbeResult(False, status, f"edge serves another build at {site_host}")
         if status >= 500:
-            return ProbeResult(False, status, f"edge answered {status} for {site_host}/")
+            return ProbeResult(False, status, f"edge answered {status} for {site_host}{path}")
         if expect_body is not None and body != expect_body:
             return ProbeResult(False, status, f"edge serves other content at {site_host}/")
         return ProbeResult(True, status)

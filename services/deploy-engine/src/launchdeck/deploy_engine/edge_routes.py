@@ -22,10 +22,19 @@ A static site is served from its release directory with: exact file, then `<path
 otherwise the release's `404.html` with status 404 when it has one, else `/index.html` (SPA
 fallback). Whether a 404.html exists is checked by Caddy per request, so the route does not
 depend on the release's content and a symlink swap alone changes what is served.
+
+A route serves one *target*: a static release (`Static`), a running app's web process
+(`Upstream`: reverse-proxied to its loopback port, WebSocket upgrades included), or a fixed
+answer (`Notice`: a preview whose process was stopped, an app without a web process). For an
+app, activation is the route's upstream moving from the old process's port to the new one's, by
+`@id`. Caddy applies a config change by loading the whole config again; `stream_close_delay`
+keeps WebSocket connections of every app open across those reloads (another project's deploy
+must not drop them) — a connection to a process being replaced ends when that process stops.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +46,36 @@ BUILD_HEADER = "X-Launchdeck-Build"
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 NO_CACHE = "no-cache"
+# How long an app's WebSocket (or other upgraded) connection survives a config reload.
+STREAM_CLOSE_DELAY = "24h"
+PREFIX_HEADER = "X-Forwarded-Prefix"
 
 Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Static:
+    """A static release, served from `root` (a release directory, or `current`)."""
+
+    root: Path
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A web process listening on 127.0.0.1:`port`."""
+
+    port: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A fixed answer in place of a site."""
+
+    status: int
+    body: str
+
+
+Target = Static | Upstream | Notice
 
 
 def project_route_id(project: str) -> str:
@@ -176,26 +213,64 @@ def static_site_handlers(root: Path, headers: dict[str, str]) -> list[Json]:
     ]
 
 
-def project_route(project: str, hosts: list[str], current: Path) -> Json:
-    """The production route: the project's hosts serve whatever `current` points at."""
+def app_handlers(port: int, headers: dict[str, str], prefix: str | None = None) -> list[Json]:
+    """Handlers proxying to the web process on `port` (WebSockets included). A path preview's
+    requests reach the app without their `/preview/<build>` prefix, which it is told in
+    `X-Forwarded-Prefix`."""
+    proxy: Json = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"127.0.0.1:{port}"}],
+        "stream_close_delay": STREAM_CLOSE_DELAY,
+    }
+    if prefix is not None:
+        proxy["headers"] = {"request": {"set": {PREFIX_HEADER: [prefix]}}}
+    return [*(_set_header(k, v) for k, v in headers.items()), proxy]
+
+
+def notice_handlers(notice: Notice, headers: dict[str, str]) -> list[Json]:
+    return [
+        *(_set_header(k, v) for k, v in headers.items()),
+        {
+            "handler": "static_response",
+            "status_code": notice.status,
+            "headers": {
+                "Content-Type": ["text/plain; charset=utf-8"],
+                "Cache-Control": [NO_CACHE],
+            },
+            "body": notice.body,
+        },
+    ]
+
+
+def site_handlers(target: Target, headers: dict[str, str], prefix: str | None = None) -> list[Json]:
+    if isinstance(target, Static):
+        return static_site_handlers(target.root, headers)
+    if isinstance(target, Upstream):
+        return app_handlers(target.port, headers, prefix)
+    return notice_handlers(target, headers)
+
+
+def project_route(project: str, hosts: list[str], target: Target) -> Json:
+    """The production route: the project's hosts serve `target` (for a static site, whatever
+    `current` points at)."""
     return {
         "@id": project_route_id(project),
         "match": [{"host": hosts}],
         "terminal": True,
-        "handle": static_site_handlers(current, {PROJECT_HEADER: project}),
+        "handle": site_handlers(target, {PROJECT_HEADER: project}),
     }
 
 
-def preview_host_route(project: str, build_id: str, host: str, release: Path) -> Json:
+def preview_host_route(project: str, build_id: str, host: str, target: Target) -> Json:
     return {
         "@id": preview_host_route_id(project, build_id),
         "match": [{"host": [host]}],
         "terminal": True,
-        "handle": static_site_handlers(release, {PROJECT_HEADER: project, BUILD_HEADER: build_id}),
+        "handle": site_handlers(target, {PROJECT_HEADER: project, BUILD_HEADER: build_id}),
     }
 
 
-def preview_path_route(project: str, build_id: str, host: str, release: Path) -> Json:
+def preview_path_route(project: str, build_id: str, host: str, target: Target) -> Json:
     """`/preview/<build>/` on `host`, the project's own `<project>.<base domain>` only."""
     prefix = preview_path(build_id)
     return {
@@ -204,6 +279,6 @@ def preview_path_route(project: str, build_id: str, host: str, release: Path) ->
         "terminal": True,
         "handle": [
             {"handler": "rewrite", "strip_path_prefix": prefix},
-            *static_site_handlers(release, {PROJECT_HEADER: project, BUILD_HEADER: build_id}),
+            *site_handlers(target, {PROJECT_HEADER: project, BUILD_HEADER: build_id}, prefix),
         ],
     }

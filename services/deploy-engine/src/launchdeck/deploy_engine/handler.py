@@ -2,13 +2,16 @@
 UndeployRequested: a deleted project stops being served and its releases go).
 
 activating → (fetch artifact → verify sha256 → extract, unless the release is already on disk,
-which is how a rollback works) → production: swap `current` and make sure the project's route
-exists; preview: add the preview's routes → check through the edge that it answers → active
-with its URL. Any failure leaves the previous release serving and reports `failed` with a
-readable reason. Old releases are pruned afterwards. A command requested longer ago than the
-deploy deadline (`requested_within_s`) is failed without activating anything: the control-api
-fails a deployment left pending that long, and a command that reaches the engine only then (it
-was down, its queue was backed up) must not switch the site behind that record's back.
+which is how a rollback works) → a static release: production: swap `current` and make sure the
+project's route exists; preview: add the preview's routes; a process release (its manifest says
+so): start its processes beside the old ones and move the route once they are ready
+(`apps.activation`) → check through the edge that it answers → active with its URL. Any
+failure leaves the previous release serving and reports `failed` with a readable reason. Old
+releases are pruned afterwards (never one an app process runs in). A command requested longer
+ago than the deploy deadline (`requested_within_s`) is failed without activating anything: the
+control-api fails a deployment left pending that long, and a command that reaches the engine
+only then (it was down, its queue was backed up) must not switch the site behind that record's
+back.
 
 Status events wait through a NATS outage (`libs.publish`) until the attempt's deadline
 (`deadline_s` after it started), then the attempt fails and is redelivered; each stored event is
@@ -35,7 +38,10 @@ from launchdeck.contracts.messages import (
 )
 from launchdeck.contracts.statuses import DeploymentStatus
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, deployment_event_subject
+from launchdeck.deploy_engine.apps.activation import AppActivation
+from launchdeck.deploy_engine.apps.records import PRODUCTION
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
+from launchdeck.deploy_engine.errors import DeployFailed
 from launchdeck.deploy_engine.extract import Limits, ReleaseArchiveError, extract_release
 from launchdeck.deploy_engine.releases import (
     InvalidName,
@@ -45,6 +51,7 @@ from launchdeck.deploy_engine.releases import (
 )
 from launchdeck.deploy_engine.sites import Sites
 from launchdeck.libs.jobs import Delivery, Outcome
+from launchdeck.libs.launcher.release import ManifestError, read_manifest
 from launchdeck.libs.logging import bind_ids, get_logger
 from launchdeck.libs.objects import download
 from launchdeck.libs.publish import publish_once_by_id
@@ -55,10 +62,6 @@ log = get_logger(__name__)
 MAX_COMPARED_INDEX = 4 * 1024 * 1024
 # A `failed` report made after the attempt's deadline passed still waits this long for NATS.
 LAST_REPORT_S = 30.0
-
-
-class DeployFailed(Exception):
-    """A permanent failure with a reason meant for the user."""
 
 
 class _Attempt:
@@ -83,8 +86,10 @@ class DeployHandler:
         verify_timeout_s: float = 5.0,
         deadline_s: float = 600.0,
         requested_within_s: float | None = None,
+        apps: AppActivation | None = None,
     ) -> None:
         self.js = js
+        self.apps = apps  # None: this engine serves static releases only
         self.store = store
         self.sites = sites
         self.probe = probe
@@ -100,7 +105,16 @@ class DeployHandler:
         self.failed = 0
 
     def status(self) -> dict[str, object]:
-        return {"in_flight": self.in_flight, "activated": self.activated, "failed": self.failed}
+        status: dict[str, object] = {
+            "in_flight": self.in_flight,
+            "activated": self.activated,
+            "failed": self.failed,
+        }
+        if self.apps is not None:  # `nats micro info`: how many app processes run here
+            fleet = self.apps.fleet
+            status["app_processes"] = sum(1 for i in fleet.instances.values() if i.running)
+            status["apps_unhealthy"] = sum(1 for i in fleet.instances.values() if i.unhealthy)
+        return status
 
     async def handle_deploy(self, cmd: DeployRequested, delivery: Delivery) -> Outcome:
         bind_ids(deployment_id=cmd.deployment_id, project_id=cmd.project_id, build_id=cmd.build_id)
@@ -125,7 +139,7 @@ class DeployHandler:
             async with lock:
                 if self.store.is_removed(cmd.project_id):
                     raise DeployFailed("the project was deleted")
-                url = await self._activate(cmd)
+                url = await self._activate(cmd, delivery)
                 await self._publish(cmd, attempt, "active", url=url)
                 self.activated += 1
                 log.info(
@@ -157,7 +171,11 @@ class DeployHandler:
                 if owner not in (None, cmd.project_id):
                     log.info("undeploy_skipped_name_reused", project=cmd.project_name)
                     return Outcome.ACK
+                # Routes first: nobody is sent to a process being stopped (a 404, not a 502).
                 await self.sites.stop_serving(cmd.project_name)
+                stopped = await self.apps.fleet.stop_project(cmd.project_name) if self.apps else 0
+                if stopped:
+                    log.info("project_apps_stopped", project=cmd.project_name, processes=stopped)
                 removed = await asyncio.to_thread(self.store.remove_project, cmd.project_name)
         except InvalidName as exc:
             log.error("undeploy_refused", error=str(exc))
@@ -219,7 +237,7 @@ class DeployHandler:
         )
         attempt.delivery.progress()
 
-    async def _activate(self, cmd: DeployRequested) -> str:
+    async def _activate(self, cmd: DeployRequested, delivery: Delivery) -> str | None:
         project, build_id = cmd.project_name, cmd.build_id
         meta = self.store.read_meta(project)
         if meta.project_id != cmd.project_id:
@@ -228,9 +246,27 @@ class DeployHandler:
         release = self.store.release_dir(project, build_id)
         if not release.is_dir():
             await self._fetch_release(cmd, release)
+        try:
+            manifest = read_manifest(release)
+        except ManifestError as exc:
+            raise DeployFailed(str(exc)) from exc
+        if manifest is not None and manifest.kind == "process":
+            if self.apps is None:
+                raise DeployFailed("this deploy-engine does not run apps (a static site only)")
+            # Its own limits bound each wait (env vars, release command, health checks).
+            with delivery.working():
+                return await self.apps.activate(cmd, release, manifest)
+        if cmd.artifact.kind == "process":
+            raise DeployFailed(
+                "the artifact is a process release but carries no manifest "
+                "(.launchdeck/release.json): rebuild it"
+            )
         if cmd.environment == "preview":
             return await self._activate_preview(project, build_id)
-        return await self._activate_production(project, build_id, list(cmd.domains), release)
+        url = await self._activate_production(project, build_id, list(cmd.domains), release)
+        if self.apps is not None:  # an app replaced by a static site: its processes drain
+            self.apps.fleet.release_slot(project, PRODUCTION)
+        return url
 
     async def _activate_production(
         self, project: str, build_id: str, domains: list[str], release: Path
@@ -306,8 +342,10 @@ class DeployHandler:
 
     async def _prune(self, project: str, keep_build: str) -> None:
         try:
+            # Never a release a process of this engine runs in (a draining one included).
+            running = self.apps.fleet.protected_builds(project) if self.apps else set()
             removed = await asyncio.to_thread(
-                self.store.prune, project, self.keep_releases, (keep_build,)
+                self.store.prune, project, self.keep_releases, (keep_build, *sorted(running))
             )
             if not removed:
                 return

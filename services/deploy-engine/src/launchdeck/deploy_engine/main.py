@@ -1,11 +1,14 @@
 """deploy-engine entry point.
 
 Start-up, inside the common skeleton (`libs.service`): NATS (+ JetStream provisioning) → Caddy
-(ours, started or reused, or the configured one) → the `launchdeck` server → reconcile (every
-active release and preview is routed again, so a restart serves everything without a rebuild) →
-micro registration, health HTTP server and the DEPLOYS consumer. A stop during start-up cancels
-it wherever it waits; once running, in-flight deploys are handed back on SIGTERM. Caddy is left
-running.
+(ours, started or reused, or the configured one) → the `launchdeck` server → the apps: this
+engine's hold on the apps directory (one engine per state dir), then recovery (what the previous
+engine ran is adopted, started again or stopped: `apps.fleet`) → reconcile (every active release
+and preview is routed again, apps to their live processes, so a restart serves everything
+without a rebuild) → micro registration, health HTTP server and the DEPLOYS consumer. A stop
+during start-up cancels it wherever it waits; once running, in-flight deploys are handed back on
+SIGTERM. Caddy and the apps are left running (the next engine takes them over); whoever owns the
+whole platform's lifetime stops them (`apps.shutdown.stop_apps`, `caddy.stop_caddy`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from aiohttp import web
 
 from launchdeck.contracts import subjects as s
 from launchdeck.contracts.messages import DeployRequested, UndeployRequested
+from launchdeck.deploy_engine.apps.activation import AppActivation
+from launchdeck.deploy_engine.apps.app_logs import AppLogs
+from launchdeck.deploy_engine.apps.env import nats_env_source
+from launchdeck.deploy_engine.apps.fleet import Fleet
+from launchdeck.deploy_engine.apps.records import InstanceStore
 from launchdeck.deploy_engine.caddy import ensure_caddy, listen_address
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
@@ -26,6 +34,7 @@ from launchdeck.deploy_engine.releases import ReleaseStore
 from launchdeck.deploy_engine.settings import Settings
 from launchdeck.deploy_engine.sites import Sites, reconcile
 from launchdeck.libs.jobs import ConsumerSpec, consume
+from launchdeck.libs.launcher.sandbox import Sandbox, SandboxUnavailable, detect_sandbox
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.periodic import run_periodically
 from launchdeck.libs.service import Service, run_service
@@ -48,7 +57,34 @@ async def start_edge(settings: Settings) -> CaddyAdmin:
     return admin
 
 
-async def watch_edge(settings: Settings, sites: Sites) -> None:
+async def app_sandbox(settings: Settings) -> Sandbox:
+    """How apps are confined here (`LAUNCHDECK_APP_SANDBOX`), said once at start."""
+    try:
+        sandbox = await asyncio.to_thread(
+            detect_sandbox,
+            settings.apps.sandbox,
+            settings.apps.sandbox_ro_paths,
+            variable="LAUNCHDECK_APP_SANDBOX",
+        )
+    except SandboxUnavailable as exc:
+        raise SystemExit(f"deploy-engine: {exc}") from None
+    if sandbox.enabled:
+        log.info("app_sandbox", sandbox="bwrap", bwrap=sandbox.bwrap)
+    else:
+        log.warning(
+            "app_sandbox_unavailable",
+            sandbox="none",
+            reason=sandbox.reason,
+            detail=(
+                "apps run WITHOUT a sandbox: they can read whatever this engine's user can, "
+                "the platform's state included; install bubblewrap (docs/operations.md)"
+            ),
+        )
+    log.info("app_limits", **settings.apps.limits.describe())
+    return sandbox
+
+
+async def watch_edge(settings: Settings, sites: Sites, fleet: Fleet) -> None:
     """If the edge loses its config or (our own) Caddy dies, bring it back and re-route."""
     listen = listen_address(settings.edge_bind, settings.edge_http_port)
 
@@ -58,7 +94,7 @@ async def watch_edge(settings: Settings, sites: Sites) -> None:
             await ensure_caddy(settings.state_dir, listen, binary=settings.caddy_bin)
         if await sites.admin.ensure_server(listen):
             log.warning("edge_config_lost_reconciling")
-            await reconcile(sites)
+            await reconcile(sites, fleet)
 
     await run_periodically(
         "edge watch", EDGE_WATCH_INTERVAL_S, check, first_delay_s=EDGE_WATCH_INTERVAL_S
@@ -70,12 +106,35 @@ async def serve(service: Service[Settings]) -> None:
     store = ReleaseStore(settings.releases_dir)
     store.root.mkdir(parents=True, exist_ok=True)
     store.clean_leftovers()
+    sandbox = await app_sandbox(settings)
+    instances = InstanceStore(settings.apps_dir)
+    if instances.locked_by_other():
+        log.warning("apps_dir_locked_waiting", apps_dir=str(instances.root))
+    await asyncio.to_thread(instances.lock)  # the previous engine is gone once it is ours
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    app_logs = AppLogs(js, instances.seq_dir)
+    app_logs.start()
     admin: CaddyAdmin | None = None
+    fleet: Fleet | None = None
     try:
         admin = await start_edge(settings)
         sites = Sites(admin, store, settings.base_domain)
-        await reconcile(sites)
+        fleet = Fleet(
+            js=js,
+            store=instances,
+            releases=store,
+            sites=sites,
+            admin=admin,
+            settings=settings.apps,
+            logs=app_logs,
+            env_source=nats_env_source(service.nc, wait_s=settings.apps.env_wait_s),
+            session=http,
+            sandbox=sandbox,
+            private=(settings.state_dir, settings.releases_dir),
+            site_url=settings.site_url,
+        )
+        await fleet.recover()
+        await reconcile(sites, fleet)
         probe = EdgeProbe(http, settings.edge_probe_host, settings.edge_http_port)
         handler = DeployHandler(
             js,
@@ -87,9 +146,10 @@ async def serve(service: Service[Settings]) -> None:
             keep_releases=settings.keep_releases,
             deadline_s=settings.timeout_s,
             requested_within_s=settings.deadline_s,
+            apps=AppActivation(fleet, sites, store, probe),
         )
-        await service.register("Releases, activation and the Caddy edge", handler.status)
-        runner = web.AppRunner(make_app(store, sites, probe))
+        await service.register("Releases, activation, apps and the Caddy edge", handler.status)
+        runner = web.AppRunner(make_app(store, sites, probe, fleet))
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
         spec = ConsumerSpec(
@@ -120,12 +180,16 @@ async def serve(service: Service[Settings]) -> None:
                 asyncio.create_task(
                     consume(js, undeploy_spec, handler.handle_undeploy), name="undeploy-jobs"
                 ),
-                asyncio.create_task(watch_edge(settings, sites), name="edge-watch"),
+                asyncio.create_task(watch_edge(settings, sites, fleet), name="edge-watch"),
             )
         finally:
             await service.close_micro()
             await runner.cleanup()
     finally:
+        if fleet is not None:
+            await fleet.close()  # the apps keep running: the next engine adopts them
+        await app_logs.close()
+        instances.unlock()
         await http.close()
         if admin is not None:
             await admin.close()

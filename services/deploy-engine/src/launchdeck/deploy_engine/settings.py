@@ -2,18 +2,125 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from launchdeck.deploy_engine.apps.health_check import HealthPolicy
 from launchdeck.deploy_engine.extract import Limits
+from launchdeck.libs.launcher.limits import MIB, ResourceLimits
+from launchdeck.libs.launcher.sandbox import SANDBOX_MODES, SandboxMode
 from launchdeck.libs.settings import (
     SettingsError,
+    env_choice,
     env_float,
     env_int,
+    env_list,
     env_opt,
     env_str,
     nats_url,
 )
+
+# What an app may take by default (`LAUNCHDECK_APP_LIMIT_AS_MB`, `_NOFILE`, `_NPROC`), as much as a
+# build. The address space bound is generous (Node.js's `fetch()` alone reserves ~10 GiB of it,
+# and fails under 8 GiB): it stops runaways, it is not a memory quota.
+APP_LIMITS = ResourceLimits(address_space_bytes=16 * 1024 * MIB, open_files=16_384, processes=4_096)
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Running apps (deploy_engine/apps; docs/configuration.md, "Apps")."""
+
+    # Apps run in bubblewrap like builds: auto (when it works here, else unsandboxed with a
+    # warning), bwrap (required) or none; plus read-only paths they see besides the defaults.
+    sandbox: SandboxMode = "auto"
+    sandbox_ro_paths: tuple[Path, ...] = ()
+    limits: ResourceLimits = APP_LIMITS
+    port_range: tuple[int, int] = (20000, 29999)
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+    # A new worker (a process without a port) must stay up this long to count as started.
+    worker_start_s: float = 2.0
+    # A replaced process: up to this long for the requests the proxy still sends it to finish,
+    # then SIGTERM, then up to this long to exit before SIGKILL.
+    stop_grace_s: float = 30.0
+    restart_backoff_s: float = 1.0
+    restart_backoff_max_s: float = 30.0
+    # This many crashes within the window: the deployment is reported `unhealthy`.
+    crash_limit: int = 5
+    crash_window_s: float = 60.0
+    max_previews: int = 3  # preview processes per project running at once
+    release_command_timeout_s: float = 600.0
+    # How long a deploy waits for the control-api's answer about its env vars.
+    env_wait_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> AppSettings:
+        ports = env_str("LAUNCHDECK_APP_PORTS", "20000-29999")
+        try:
+            low_s, high_s = ports.split("-", 1)
+            low, high = int(low_s), int(high_s)
+        except ValueError:
+            raise SettingsError(
+                f"environment variable LAUNCHDECK_APP_PORTS must be a range like 20000-29999, "
+                f"got {ports!r}"
+            ) from None
+        if not 1024 <= low <= high <= 65535:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_APP_PORTS must lie within 1024-65535"
+            )
+        settings = cls(
+            sandbox=env_choice("LAUNCHDECK_APP_SANDBOX", SANDBOX_MODES, "auto"),
+            sandbox_ro_paths=tuple(
+                Path(p) for p in env_list("LAUNCHDECK_APP_SANDBOX_RO_PATHS", ())
+            ),
+            limits=ResourceLimits.from_env("LAUNCHDECK_APP", APP_LIMITS),
+            port_range=(low, high),
+            health=HealthPolicy(
+                start_timeout_s=env_float("LAUNCHDECK_APP_START_TIMEOUT_S", 60.0),
+                tries=env_int("LAUNCHDECK_HEALTH_CHECK_TRIES", 3),
+                interval_s=env_float("LAUNCHDECK_HEALTH_CHECK_INTERVAL_S", 5.0),
+                timeout_s=env_float("LAUNCHDECK_HEALTH_CHECK_TIMEOUT_S", 5.0),
+            ),
+            worker_start_s=env_float("LAUNCHDECK_WORKER_START_S", 2.0),
+            stop_grace_s=env_float("LAUNCHDECK_APP_STOP_GRACE_S", 30.0),
+            restart_backoff_s=env_float("LAUNCHDECK_APP_RESTART_BACKOFF_S", 1.0),
+            restart_backoff_max_s=env_float("LAUNCHDECK_APP_RESTART_BACKOFF_MAX_S", 30.0),
+            crash_limit=env_int("LAUNCHDECK_APP_CRASH_LIMIT", 5),
+            crash_window_s=env_float("LAUNCHDECK_APP_CRASH_WINDOW_S", 60.0),
+            max_previews=env_int("LAUNCHDECK_MAX_PREVIEW_APPS", 3),
+            release_command_timeout_s=env_float("LAUNCHDECK_RELEASE_COMMAND_TIMEOUT_S", 600.0),
+            env_wait_s=env_float("LAUNCHDECK_APP_ENV_WAIT_S", 30.0),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for path in self.sandbox_ro_paths:
+            if not path.is_absolute():
+                raise SettingsError(
+                    f"LAUNCHDECK_APP_SANDBOX_RO_PATHS: {str(path)!r} is not an absolute path"
+                )
+        for name, value, low in (
+            ("LAUNCHDECK_APP_START_TIMEOUT_S", self.health.start_timeout_s, 0.1),
+            ("LAUNCHDECK_HEALTH_CHECK_TRIES", self.health.tries, 1),
+            ("LAUNCHDECK_HEALTH_CHECK_INTERVAL_S", self.health.interval_s, 0.0),
+            ("LAUNCHDECK_HEALTH_CHECK_TIMEOUT_S", self.health.timeout_s, 0.1),
+            ("LAUNCHDECK_WORKER_START_S", self.worker_start_s, 0.0),
+            ("LAUNCHDECK_APP_STOP_GRACE_S", self.stop_grace_s, 0.0),
+            ("LAUNCHDECK_APP_RESTART_BACKOFF_S", self.restart_backoff_s, 0.01),
+            ("LAUNCHDECK_APP_RESTART_BACKOFF_MAX_S", self.restart_backoff_max_s, 0.01),
+            ("LAUNCHDECK_APP_CRASH_LIMIT", self.crash_limit, 1),
+            ("LAUNCHDECK_APP_CRASH_WINDOW_S", self.crash_window_s, 0.1),
+            ("LAUNCHDECK_MAX_PREVIEW_APPS", self.max_previews, 1),
+            ("LAUNCHDECK_RELEASE_COMMAND_TIMEOUT_S", self.release_command_timeout_s, 1),
+            ("LAUNCHDECK_APP_ENV_WAIT_S", self.env_wait_s, 0.0),
+        ):
+            if value < low:
+                raise SettingsError(f"environment variable {name} must be at least {low:g}")
+        if self.restart_backoff_max_s < self.restart_backoff_s:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_APP_RESTART_BACKOFF_MAX_S must be at least "
+                "LAUNCHDECK_APP_RESTART_BACKOFF_S"
+            )
 
 
 @dataclass(frozen=True)
@@ -40,6 +147,12 @@ class Settings:
     # control-api fails a deployment left pending or activating that long (the same variable,
     # LAUNCHDECK_DEPLOY_DEADLINE_S), and a late command must not bring it back to life.
     deadline_s: float = 3600.0
+    apps: AppSettings = field(default_factory=AppSettings)
+
+    @property
+    def apps_dir(self) -> Path:
+        """Records, output FIFOs and sandboxes' HOME and /tmp of the running apps."""
+        return self.state_dir / "apps"
 
     @property
     def edge_probe_host(self) -> str:
@@ -78,6 +191,7 @@ class Settings:
             ),
             timeout_s=env_float("LAUNCHDECK_DEPLOY_TIMEOUT_S", 600.0),
             deadline_s=env_float("LAUNCHDECK_DEPLOY_DEADLINE_S", 3600.0),
+            apps=AppSettings.from_env(),
         )
         settings.validate()
         return settings

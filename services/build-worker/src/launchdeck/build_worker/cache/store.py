@@ -17,7 +17,14 @@ from pathlib import Path
 import msgspec
 
 from launchdeck.build_worker.cache.key import FORMAT, CacheKey
-from launchdeck.build_worker.cache.transfer import CacheError, Copier, Item, Linker
+from launchdeck.build_worker.cache.transfer import (
+    REWRITTEN_IN_PLACE,
+    CacheError,
+    Copier,
+    Item,
+    Linker,
+    unshare,
+)
 from launchdeck.contracts.statuses import Environment
 
 MANIFEST = "manifest.json"
@@ -90,7 +97,8 @@ class ProjectCache:
     def download_env(self) -> dict[str, str]:
         """Build environment pointing the package managers' download caches here, so even an
         install that misses the cache fetches only what changed."""
-        dirs = {name: self.downloads / name for name in ("npm", "yarn", "pnpm", "corepack")}
+        names = ("npm", "yarn", "pnpm", "corepack", "pip")
+        dirs = {name: self.downloads / name for name in names}
         for path in dirs.values():
             path.mkdir(parents=True, exist_ok=True)
         (self.downloads / LAST_USED).touch()  # in use: pruned last (`cache/budget.py`)
@@ -100,6 +108,7 @@ class ProjectCache:
             "PNPM_STORE_DIR": str(dirs["pnpm"]),
             "npm_config_store_dir": str(dirs["pnpm"]),
             "COREPACK_HOME": str(dirs["corepack"]),  # yarn/pnpm releases fetched by corepack
+            "PIP_CACHE_DIR": str(dirs["pip"]),  # a Python app's wheels
         }
 
     def restore(self, key: CacheKey, areas: Mapping[str, Path]) -> Restored | None:
@@ -141,6 +150,8 @@ class ProjectCache:
                 linker.place(item)
             if linker.files != manifest.files:
                 raise CacheError(f"lists {linker.files} files where {manifest.files} were saved")
+            if linker.linked:  # a prune rewrites these in place: not through the entry's files
+                unshare(areas["root"], REWRITTEN_IN_PLACE)
         except BaseException:
             linker.undo()
             raise

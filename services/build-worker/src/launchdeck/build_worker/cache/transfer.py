@@ -19,7 +19,7 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -64,6 +64,44 @@ def inside(top: Path, rel: str) -> Path:
     if not target.parent.resolve().is_relative_to(top.resolve()):
         raise CacheError(f"{rel!r} would be restored outside the build")
     return target
+
+
+# What package managers rewrite in place in an install they find — npm's hidden lock file when
+# it prunes dev dependencies, Yarn's and pnpm's state files — relative to the build root: a
+# restore gives these a copy of their own rather than a link, so the entry stays as it was saved.
+REWRITTEN_IN_PLACE = (
+    "node_modules/.package-lock.json",
+    "node_modules/.yarn-integrity",
+    "node_modules/.yarn-state.yml",
+    "node_modules/.modules.yaml",
+    "node_modules/.pnpm/lock.yaml",
+    ".yarn/install-state.gz",
+)
+
+
+def unshare(top: Path, rels: Iterable[str]) -> int:
+    """Give each regular file `top/<rel>` that is hardlinked elsewhere (to an entry) a copy of
+    its own, renamed over it; a path through a link or to anything but a file is left alone.
+    Returns how many were copied."""
+    copied = 0
+    for rel in rels:
+        path = top
+        try:
+            for part in PurePosixPath(rel).parts[:-1]:
+                path = path / part
+                if not stat.S_ISDIR(path.lstat().st_mode):
+                    raise FileNotFoundError(path)
+            path = path / PurePosixPath(rel).name
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2:
+            continue
+        temp = path.with_name(f".{path.name}.unshared-{os.getpid()}")
+        shutil.copy2(path, temp, follow_symlinks=False)
+        os.replace(temp, path)
+        copied += 1
+    return copied
 
 
 def _copy_hashing(src: Path, dst: Path) -> tuple[int, str]:

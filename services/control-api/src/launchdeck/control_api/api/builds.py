@@ -1,13 +1,42 @@
-"""HTTP handlers of builds: trigger, a project's history, detail."""
+"""HTTP handlers of builds: trigger, a project's history, detail, cancel.
+
+Cancelling (`POST /api/v1/builds/{id}/cancel`) writes to NATS around the database's
+transaction, in this order, so that no failure leaves a cancel half done:
+
+1. the build's mark in the `cancellations` KV bucket. If NATS cannot take it the request fails
+   (503) and nothing changed. Written first because it is what makes the cancel stick: a worker
+   that picks up the build's job — queued, or redelivered after its worker died — reads it
+   before running anything and drops the job (reporting `cancelled`, so a control-api that
+   crashed right after writing the mark still ends up with the build cancelled);
+2. the transaction (`domain.builds.cancel_build`): a queued build is `cancelled` now; a running
+   one records the request;
+3. `BuildCancelRequested` on core NATS (`ld.control.build.cancel`), published directly after the
+   commit rather than through the outbox (which relays to JetStream streams, and a cancel is not
+   a job to queue): every worker hears it, and the one running the build stops it at once. Core
+   NATS keeps nothing, so a worker that misses it (reconnecting at that moment) finds the mark
+   instead: a running build looks for it every few seconds;
+4. for a build that was queued, its log's end (`■ Cancelled before it started`), so viewers
+   following it stop waiting (if that fails, the worker that drops the job, or the log sweep,
+   writes it).
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import nats.errors
 from aiohttp import web
+from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from launchdeck.contracts.api import BuildCreate
+from launchdeck.contracts.codec import encode
+from launchdeck.contracts.messages import BuildCancelRequested
+from launchdeck.contracts.statuses import BUILD_FINISHED
+from launchdeck.contracts.subjects import KV_CANCELLATIONS, SUBJECT_BUILD_CANCEL
 from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
-from launchdeck.control_api.api.keys import POOL
+from launchdeck.control_api.api.keys import JS, NC, POOL
 from launchdeck.control_api.api.pagination import (
     decode_int_cursor,
     encode_cursor,
@@ -16,11 +45,20 @@ from launchdeck.control_api.api.pagination import (
 )
 from launchdeck.control_api.api.present import build_out
 from launchdeck.control_api.api.projects import load_project
-from launchdeck.control_api.domain.builds import trigger_build
+from launchdeck.control_api.domain.builds import cancel_build, finished_conflict, trigger_build
 from launchdeck.control_api.domain.errors import NotFound
 from launchdeck.control_api.domain.projects import parse_uuid
+from launchdeck.control_api.logs.eof import ensure_log_eof
 from launchdeck.control_api.store import builds
 from launchdeck.control_api.store.records import Build
+from launchdeck.libs.logging import get_logger
+
+log = get_logger(__name__)
+
+# How long announcing a cancel to the workers may take before the request answers anyway (the
+# mark, written before, covers a word that did not get out).
+ANNOUNCE_TIMEOUT_S = 2  # seconds (nats-py takes whole ones)
+QUEUED_LOG_END = "■ Cancelled before it started"
 
 
 async def create_build(request: web.Request) -> web.Response:
@@ -60,7 +98,50 @@ async def get_build(request: web.Request) -> web.Response:
     return json_response(build_out(await load_build(request, request.match_info["id"])))
 
 
+async def cancel(request: web.Request) -> web.Response:
+    """202 with the build: `cancelled` already when it was queued, else still running with
+    `cancel_requested_at` set (it ends `cancelled` within seconds); 409 when it has finished."""
+    build = await load_build(request, request.match_info["id"])
+    require_scope(request, build.project_id, "deploy", not_found=f"no build {str(build.id)!r}")
+    if build.status in BUILD_FINISHED:
+        raise finished_conflict(build)
+    now = datetime.now(UTC)
+    word = BuildCancelRequested(
+        build_id=str(build.id), project_id=str(build.project_id), requested_at=now
+    )
+    js = request.app[JS]
+    await _mark_cancelled(js, word)
+    async with request.app[POOL].acquire() as conn:
+        outcome = await cancel_build(conn, build.id, now=now)
+    await _announce(request.app[NC], word)
+    if outcome.ended:
+        try:
+            await ensure_log_eof(
+                js, str(build.id), "cancelled", attempt=build.attempt, line=QUEUED_LOG_END
+            )
+        except Exception as exc:  # the dropping worker or the log sweep ends it instead
+            log.warning("cancelled_build_log_not_ended", build_id=str(build.id), error=repr(exc))
+    log.info("build_cancel_requested", build_id=str(build.id), queued=outcome.ended)
+    return json_response(build_out(outcome.build), status=202)
+
+
+async def _mark_cancelled(js: JetStreamContext, word: BuildCancelRequested) -> None:
+    """The build's key in the `cancellations` bucket (raises while NATS cannot take it)."""
+    bucket = await js.key_value(KV_CANCELLATIONS)
+    await bucket.put(word.build_id, encode(word))
+
+
+async def _announce(nc: Client, word: BuildCancelRequested) -> None:
+    """Tell every worker, best effort (the mark covers a word that does not get through)."""
+    try:
+        await nc.publish(SUBJECT_BUILD_CANCEL, encode(word))
+        await nc.flush(timeout=ANNOUNCE_TIMEOUT_S)
+    except (nats.errors.Error, TimeoutError) as exc:
+        log.warning("build_cancel_not_announced", build_id=word.build_id, error=repr(exc))
+
+
 def setup_build_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/projects/{id}/builds", create_build)
     app.router.add_get("/api/v1/projects/{id}/builds", list_builds)
     app.router.add_get("/api/v1/builds/{id}", get_build)
+    app.router.add_post("/api/v1/builds/{id}/cancel", cancel)

@@ -1,10 +1,10 @@
-"""HTTP handlers of deployments: history, detail, deploy a build, roll back."""
+"""HTTP handlers of deployments: history, detail, deploy a build, roll back, redeploy."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from launchdeck.contracts.api import DeploymentCreate
+from launchdeck.contracts.api import DeploymentCreate, Redeploy
 from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
 from launchdeck.control_api.api.keys import POOL
@@ -62,6 +62,15 @@ async def rollback(request: web.Request) -> web.Response:
     return _accepted(deployment)
 
 
+async def redeploy(request: web.Request) -> web.Response:
+    """The live build again, as a new deployment: no rebuild, the current env vars."""
+    project = await load_project(request, "deploy")
+    body = await read_json(request, Redeploy, empty_ok=True)
+    async with request.app[POOL].acquire() as conn:
+        deployment = await deployments_service.redeploy(conn, project, body.environment)
+    return _accepted(deployment)
+
+
 def _accepted(deployment: Deployment) -> web.Response:
     response = json_response(deployment_out(deployment), status=202)
     response.headers["Location"] = f"/api/v1/deployments/{deployment.id}"
@@ -72,4 +81,5 @@ def setup_deployment_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/projects/{id}/deployments", list_deployments)
     app.router.add_post("/api/v1/projects/{id}/deployments", create_deployment)
     app.router.add_post("/api/v1/projects/{id}/rollback", rollback)
+    app.router.add_post("/api/v1/projects/{id}/redeploy", redeploy)
     app.router.add_get("/api/v1/deployments/{id}", get_deployment)

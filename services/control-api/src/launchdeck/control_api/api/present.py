@@ -12,10 +12,12 @@ from launchdeck.contracts.api import (
     BuildOut,
     BuildSettings,
     DeploymentOut,
+    EnvVarOut,
     ProjectCreated,
     ProjectOut,
 )
-from launchdeck.control_api.store.records import Build, Deployment, Project
+from launchdeck.contracts.messages import EnvTarget
+from launchdeck.control_api.store.records import Build, Deployment, EnvVar, Project
 
 
 def project_out(project: Project) -> ProjectOut:
@@ -44,3 +46,12 @@ def build_out(build: Build) -> BuildOut:
 
 def deployment_out(deployment: Deployment) -> DeploymentOut:
     return msgspec.convert(deployment, DeploymentOut, from_attributes=True)
+
+
+def env_var_out(var: EnvVar) -> EnvVarOut:
+    """An env var's name, targets and last change: never its value (not even sealed)."""
+    return EnvVarOut(
+        key=var.key,
+        targets=msgspec.convert(var.targets, list[EnvTarget]),
+        updated_at=var.updated_at,
+    )

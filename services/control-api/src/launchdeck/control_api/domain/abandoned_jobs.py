@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from launchdeck.contracts.messages import BuildRequested, BuildStatusChanged, DeployRequested
+from launchdeck.contracts.messages import (
+    BUILD_REASON_CANCELLED,
+    BuildRequested,
+    BuildStatusChanged,
+    DeployRequested,
+)
 from launchdeck.contracts.statuses import BUILD_FINISHED, DEPLOYMENT_SETTLED, BuildStatus
 from launchdeck.control_api.domain.events import Event, deployment_event
 from launchdeck.control_api.domain.projects import parse_uuid
@@ -86,16 +91,20 @@ async def judge_build(
 
 
 def _build_failed(build: Build, attempt: int, error: str, now: datetime) -> Verdict:
-    """`build` failed with `error` (its step stays, saying where it stopped), and its log ends."""
+    """`build` failed with `error` (its step stays, saying where it stopped), and its log ends.
+    A build whose cancel was asked for ends `cancelled` instead: that is what its user asked,
+    and its worker, which would have confirmed it, is gone."""
+    cancelled = build.cancel_requested_at is not None
     event = BuildStatusChanged(
         build_id=str(build.id),
         project_id=str(build.project_id),
-        status="failed",
+        status="cancelled" if cancelled else "failed",
         attempt=attempt,
-        error=error,
+        error=f"Cancelled on request; {error}" if cancelled else error,
+        reason=BUILD_REASON_CANCELLED if cancelled else None,
         at=now,
     )
-    return Verdict(event=event, log_eof=LogEof(str(build.id), "failed", attempt))
+    return Verdict(event=event, log_eof=LogEof(str(build.id), event.status, attempt))
 
 
 async def judge_deployment(

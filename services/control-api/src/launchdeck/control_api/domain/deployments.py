@@ -1,5 +1,6 @@
 """Deployments: start one (row + DeployRequested in one transaction), deploy a chosen build,
-roll back to the previous successful one."""
+roll back to the previous successful one, redeploy the live one (the same build, the current
+env vars)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ async def start_deployment(
         artifact=artifact,
         domains=list(project.domains),
         requested_at=datetime.now(UTC),
+        commit_sha=build.commit_sha,
     )
     await outbox.enqueue(conn, SUBJECT_DEPLOY_JOBS, command, msg_id=deployment.id)
     return deployment
@@ -66,15 +68,33 @@ async def deploy_build(
 
 
 async def redeploy_active(
-    conn: Any, project: Project, environment: Environment = "production"
+    conn: Any,
+    project: Project,
+    environment: Environment = "production",
+    *,
+    trigger: DeploymentTrigger = "api",
 ) -> Deployment | None:
-    """Activate the live build again as a new deployment (so a change of the project's domains
-    reaches the edge now); None when nothing is live. Call it inside a transaction."""
-    current = await deployments.active(conn, project.id, environment)
+    """Activate the live build (active, or unhealthy) again as a new deployment — so a change of
+    the project's domains reaches the edge now, or its app starts again with the current env
+    vars; None when nothing is live. Call it inside a transaction."""
+    current = await deployments.live(conn, project.id, environment)
     build = await builds.get(conn, current.build_id) if current else None
     if build is None or build.artifact is None:
         return None
-    return await start_deployment(conn, project, build, environment, trigger="api")
+    return await start_deployment(conn, project, build, environment, trigger=trigger)
+
+
+async def redeploy(conn: Any, project: Project, environment: Environment) -> Deployment:
+    """`POST …/redeploy`: the live build of `environment`, deployed again (no rebuild), so its
+    app restarts with the project's current env vars. Conflict when nothing is live there."""
+    async with conn.transaction():
+        deployment = await redeploy_active(conn, project, environment, trigger="redeploy")
+    if deployment is None:
+        raise Conflict(
+            f"project {project.name!r} has no live {environment} deployment to redeploy; "
+            "deploy a build first"
+        )
+    return deployment
 
 
 async def rollback(

@@ -5,6 +5,12 @@ redelivered event changes nothing. Events may arrive late or out of order (a ret
 redelivery after a nak): a build never leaves a terminal status and never moves back within the
 same attempt; a deployment never leaves `failed`, `superseded` or `rolled_back`.
 
+A deployment is live in its environment while `active`, and still while `unhealthy` (its app
+keeps crashing; the deploy-engine keeps it routed and keeps restarting it): the two go back and
+forth without anything else changing. The deployment that becomes live (either way) retires the
+one live before it, which is superseded or rolled back, so there is one live deployment per
+project and environment (PostgreSQL's unique index says so too).
+
 The inbox knows an event by what identifies it, not by where it sits in the stream: stream
 sequences start again at 1 when `EVENTS` is recreated (NATS lost its store, an operator deleted
 it), and an inbox keyed by them would take every new event for one it has already applied. Every
@@ -30,6 +36,7 @@ from launchdeck.contracts.statuses import (
     BUILD_FINISHED,
     BUILD_RANK,
     DEPLOYMENT_FINAL,
+    DEPLOYMENT_LIVE,
     DEPLOYMENT_RANK,
     DeploymentStatus,
 )
@@ -129,6 +136,7 @@ async def apply_build_event(conn: Any, event: BuildStatusChanged) -> EventOutcom
         artifact=event.artifact,
         started_at=event.at if event.status != "queued" else None,
         finished_at=event.at if terminal else None,
+        reason=event.reason if terminal else None,
     )
     deployment_id = None
     if updated.status == "succeeded" and updated.deploy:
@@ -220,25 +228,28 @@ async def apply_deployment_event(conn: Any, event: DeploymentStatusChanged) -> E
             current=deployment.status,
         )
         return _IGNORED
-    becomes_active = event.status == "active" and deployment.status != "active"
-    previous_id = await _retire_active(conn, deployment) if becomes_active else None
+    # `active` ↔ `unhealthy` is the same live deployment changing health: nothing else moves.
+    becomes_live = event.status in DEPLOYMENT_LIVE and deployment.status not in DEPLOYMENT_LIVE
+    previous_id = await _retire_active(conn, deployment) if becomes_live else None
     await deployments.apply_status(
         conn,
         deployment.id,
         status=event.status,
         url=event.url,
         error=event.error,
-        activated_at=event.at if event.status == "active" else None,
+        activated_at=event.at if event.status in DEPLOYMENT_LIVE else None,
         previous_deployment_id=previous_id,
+        clear_error=event.status == "active" and deployment.status == "unhealthy",
     )
-    if becomes_active:
+    if becomes_live:
         await builds.set_deployment(conn, deployment.build_id, deployment.id)
     return EventOutcome("applied")
 
 
 async def _retire_active(conn: Any, incoming: Deployment) -> uuid.UUID | None:
-    """The deployment `incoming` replaces becomes superseded, or rolled_back when `incoming`
-    goes back to an older build. Returns its id (recorded as `previous_deployment_id`)."""
+    """The live deployment (active or unhealthy) `incoming` replaces becomes superseded, or
+    rolled_back when `incoming` goes back to an older build. Returns its id (recorded as
+    `previous_deployment_id`)."""
     current = await deployments.active(
         conn, incoming.project_id, incoming.environment, for_update=True
     )

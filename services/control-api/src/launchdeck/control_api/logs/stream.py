@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -90,7 +91,7 @@ async def iter_log_chunks(
     last_seq = from_seq - 1
     resume_at = 1  # the stream sequence to (re)start the consumer from
     while True:
-        sub = await _subscribe(js, subject, resume_at)
+        sub = await subscribe_from(js, subject, resume_at)
         try:
             while True:
                 try:
@@ -123,19 +124,25 @@ async def iter_log_chunks(
                 await sub.unsubscribe()
 
 
-async def _subscribe(js: JetStreamContext, subject: str, start_seq: int) -> Any:
-    """An ordered consumer on `subject` from stream sequence `start_seq`, retried while NATS is
-    unreachable (a reader following a live build outlives a NATS restart)."""
+async def subscribe_from(
+    js: JetStreamContext, subject: str, start_seq: int, *, start_time: datetime | None = None
+) -> Any:
+    """An ordered consumer on `subject` of LOGS from stream sequence `start_seq` (or from the
+    first message stored at `start_time` or later), retried while NATS is unreachable (a reader
+    following a live build outlives a NATS restart)."""
     outage = Outage("nats", subject=subject)
+    if start_time is not None:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start_time
+        )
+    else:
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
+        )
     while True:
         try:
             sub = await js.subscribe(
-                subject,
-                stream=STREAM_LOGS,
-                ordered_consumer=True,
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
-                ),
+                subject, stream=STREAM_LOGS, ordered_consumer=True, config=config
             )
         except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
             await outage.backoff(exc)

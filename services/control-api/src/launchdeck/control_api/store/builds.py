@@ -74,13 +74,15 @@ async def apply_status(
     artifact: Artifact | None,
     started_at: datetime | None,
     finished_at: datetime | None,
+    reason: str | None = None,
 ) -> Build:
     """Record a status change; fields the event leaves out keep their value (the step too,
-    when the build failed: it says where)."""
+    when the build failed or was cancelled: it says where)."""
     row = await conn.fetchrow(
         f"""UPDATE builds SET
                 status = $2,
-                step = CASE WHEN $2 = 'failed' THEN COALESCE($3, step) ELSE $3 END,
+                step = CASE WHEN $2 IN ('failed', 'cancelled') THEN COALESCE($3, step)
+                            ELSE $3 END,
                 attempt = $4,
                 error = COALESCE($5, error),
                 commit_sha = COALESCE($6, commit_sha),
@@ -93,6 +95,7 @@ async def apply_status(
                 health_path = COALESCE($13, health_path),
                 started_at = COALESCE(started_at, $14),
                 finished_at = COALESCE($15, finished_at),
+                reason = COALESCE($16, reason),
                 updated_at = now()
             WHERE id = $1
             RETURNING {COLUMNS}""",
@@ -111,6 +114,39 @@ async def apply_status(
         artifact.health_path if artifact else None,
         started_at,
         finished_at,
+        reason,
+    )
+    return from_record(Build, row)
+
+
+async def cancel_queued(conn: Any, build_id: uuid.UUID, *, error: str, at: datetime) -> Build:
+    """A queued build, cancelled before any worker reported it started: `cancelled` now."""
+    row = await conn.fetchrow(
+        f"""UPDATE builds SET
+                status = 'cancelled',
+                error = $2,
+                reason = 'cancelled',
+                cancel_requested_at = COALESCE(cancel_requested_at, $3),
+                finished_at = $3,
+                updated_at = now()
+            WHERE id = $1
+            RETURNING {COLUMNS}""",
+        build_id,
+        error,
+        at,
+    )
+    return from_record(Build, row)
+
+
+async def request_cancel(conn: Any, build_id: uuid.UUID, *, at: datetime) -> Build:
+    """A running build's cancel was asked for (the first request's time is kept); its worker
+    reports `cancelled` once it has stopped it."""
+    row = await conn.fetchrow(
+        f"""UPDATE builds SET cancel_requested_at = COALESCE(cancel_requested_at, $2)
+            WHERE id = $1
+            RETURNING {COLUMNS}""",
+        build_id,
+        at,
     )
     return from_record(Build, row)
 
@@ -165,8 +201,9 @@ async def silent_unfinished(conn: Any, *, silent_s: float, limit: int) -> list[B
 
 async def artifact_keepers(conn: Any, build_ids: list[uuid.UUID], *, keep: int) -> set[uuid.UUID]:
     """Of `build_ids`, the builds whose artifact must stay: unfinished ones (their artifact may
-    be on its way), those a deployment is pending, activating or active for, and each project's
-    `keep` newest succeeded production builds (what a rollback or a redeploy goes back to).
+    be on its way), those a deployment is pending, activating or live (active or unhealthy) for,
+    and each project's `keep` newest succeeded production builds (what a rollback or a redeploy
+    goes back to).
     Ids of builds that no longer exist (their project was deleted) are never among them."""
     rows = await conn.fetch(
         """SELECT b.id FROM builds b
@@ -175,7 +212,8 @@ async def artifact_keepers(conn: Any, build_ids: list[uuid.UUID], *, keep: int) 
                b.status <> ALL($3::text[])
                OR EXISTS (
                    SELECT 1 FROM deployments d
-                   WHERE d.build_id = b.id AND d.status IN ('pending', 'activating', 'active'))
+                   WHERE d.build_id = b.id
+                     AND d.status IN ('pending', 'activating', 'active', 'unhealthy'))
                OR b.id IN (
                    SELECT ranked.id FROM (
                        SELECT r.id, row_number() OVER (

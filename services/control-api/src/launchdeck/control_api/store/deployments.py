@@ -69,10 +69,27 @@ async def list_page(
 async def active(
     conn: Any, project_id: uuid.UUID, environment: str, *, for_update: bool = False
 ) -> Deployment | None:
+    """The live deployment of `environment`: `active`, or `unhealthy` (its app keeps crashing,
+    it is still the one routed to). One at most (`deployments_one_live_idx`)."""
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(
         f"""SELECT {COLUMNS} FROM deployments
-            WHERE project_id = $1 AND environment = $2 AND status = 'active'{lock}""",
+            WHERE project_id = $1 AND environment = $2
+              AND status IN ('active', 'unhealthy'){lock}""",
+        project_id,
+        environment,
+    )
+    return None if row is None else from_record(Deployment, row)
+
+
+async def live(conn: Any, project_id: uuid.UUID, environment: str) -> Deployment | None:
+    """The deployment `environment` serves: `active`, or `unhealthy` while its app keeps
+    crashing (it is still the one routed to); the most recently activated one if ever both."""
+    row = await conn.fetchrow(
+        f"""SELECT {COLUMNS} FROM deployments
+            WHERE project_id = $1 AND environment = $2 AND status IN ('active', 'unhealthy')
+            ORDER BY activated_at DESC NULLS LAST, created_at DESC
+            LIMIT 1""",
         project_id,
         environment,
     )
@@ -80,12 +97,12 @@ async def active(
 
 
 async def newest_live_build(conn: Any, project_id: uuid.UUID, environment: str) -> int | None:
-    """The number of the newest build that is live in `environment`, or on its way there (a
-    pending or activating deployment)."""
+    """The number of the newest build that is live in `environment` (active or unhealthy), or
+    on its way there (a pending or activating deployment)."""
     number: int | None = await conn.fetchval(
         """SELECT max(b.number) FROM deployments d JOIN builds b ON b.id = d.build_id
            WHERE d.project_id = $1 AND d.environment = $2
-             AND d.status IN ('pending', 'activating', 'active')""",
+             AND d.status IN ('pending', 'activating', 'active', 'unhealthy')""",
         project_id,
         environment,
     )
@@ -121,13 +138,15 @@ async def apply_status(
     error: str | None,
     activated_at: datetime | None,
     previous_deployment_id: uuid.UUID | None = None,
+    clear_error: bool = False,
 ) -> Deployment:
-    """Record a status change; fields left out (None) keep their value."""
+    """Record a status change; fields left out (None) keep their value, but `clear_error`
+    drops the error (an unhealthy deployment serving again: why it was unhealthy is over)."""
     row = await conn.fetchrow(
         f"""UPDATE deployments SET
                 status = $2,
                 url = COALESCE($3, url),
-                error = COALESCE($4, error),
+                error = CASE WHEN $7 THEN $4 ELSE COALESCE($4, error) END,
                 activated_at = COALESCE(activated_at, $5),
                 previous_deployment_id = COALESCE($6, previous_deployment_id),
                 updated_at = now()
@@ -139,6 +158,7 @@ async def apply_status(
         error,
         activated_at,
         previous_deployment_id,
+        clear_error,
     )
     return from_record(Deployment, row)
 

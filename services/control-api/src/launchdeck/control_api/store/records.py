@@ -15,9 +15,10 @@ from launchdeck.contracts.messages import Artifact, BuildConfig
 from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
 
 # What triggered a build (later also webhook, schedule, generation) and a deployment:
-# its build's success (auto-deploy), `POST …/deployments`, or `POST …/rollback`.
+# its build's success (auto-deploy), `POST …/deployments`, `POST …/rollback` or
+# `POST …/redeploy`.
 BuildTrigger = str
-DeploymentTrigger = Literal["build", "api", "rollback"]
+DeploymentTrigger = Literal["build", "api", "rollback", "redeploy"]
 
 
 class Project(msgspec.Struct, kw_only=True, frozen=True):
@@ -61,6 +62,8 @@ class Build(msgspec.Struct, kw_only=True, frozen=True):
     finished_at: datetime | None
     deployment_id: uuid.UUID | None
     updated_at: datetime  # its last status change (the stuck-jobs sweep measures from it)
+    reason: str | None = None  # why it ended so: `timeout`, `cancelled` (messages.BUILD_REASON_*)
+    cancel_requested_at: datetime | None = None  # `POST …/cancel`
 
     @property
     def artifact(self) -> Artifact | None:
@@ -88,6 +91,19 @@ class Deployment(msgspec.Struct, kw_only=True, frozen=True):
     previous_deployment_id: uuid.UUID | None
     created_at: datetime
     activated_at: datetime | None
+    updated_at: datetime
+
+
+class EnvVar(msgspec.Struct, kw_only=True, frozen=True):
+    """One env var as stored: its value only sealed (`domain.sealing`), never in plaintext."""
+
+    project_id: uuid.UUID
+    key: str
+    targets: list[str]
+    nonce: bytes
+    ciphertext: bytes
+    key_id: str
+    created_at: datetime
     updated_at: datetime
 
 

@@ -1,5 +1,6 @@
-"""What a WebSocket carries: a build's log pumped into an outbox, and the channels of the
-multiplexed socket (`build:<id>:logs`, `project:<id>:events`, `generation:<id>`).
+"""What a WebSocket carries: a build's log or a running app's pumped into an outbox, and the
+channels of the multiplexed socket (`build:<id>:logs`, `project:<id>:events`,
+`project:<id>:logs`, `generation:<id>`).
 
 Every log subscription has its own ordered consumer (`logstream`), so it never waits for other
 viewers; events come from core NATS subscriptions whose callbacks only `offer` frames.
@@ -27,6 +28,7 @@ from launchdeck.contracts.subjects import (
     project_events_filter,
 )
 from launchdeck.contracts.ws import (
+    AppLogFrame,
     EndFrame,
     ErrorFrame,
     EventFrame,
@@ -43,6 +45,7 @@ from launchdeck.control_api.api.builds import load_build
 from launchdeck.control_api.api.keys import JS, NC, POOL
 from launchdeck.control_api.domain.errors import DomainError
 from launchdeck.control_api.domain.projects import resolve_project
+from launchdeck.control_api.logs.app import AppLogLine, AppLogQuery, iter_app_log
 from launchdeck.control_api.logs.source import build_log_chunks
 from launchdeck.control_api.logs.stream import LogChunk
 from launchdeck.control_api.ws.connection import Outbox, cancel_task
@@ -51,12 +54,16 @@ from launchdeck.control_api.ws.protocol import (
     BuildLogsChannel,
     GenerationChannel,
     ProjectEventsChannel,
+    ProjectLogsChannel,
     decode_client_message,
     parse_channel,
 )
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
+
+# Recent lines a viewer of a running app's log gets first, unless it says otherwise.
+DEFAULT_APP_LOG_TAIL = 100
 
 # --- a build's log into an outbox ------------------------------------------------------------
 
@@ -86,6 +93,34 @@ async def pump_log(
                 end = EndFrame(build_id=build_id, status=chunk.end.status, channel=channel)
                 return outbox.offer(encode_frame(end))
             await asyncio.sleep(0)  # one batch at a time: the writer and other sockets run
+    return True
+
+
+async def pump_app_log(
+    outbox: Outbox, batches: AsyncGenerator[list[AppLogLine], None], channel: str | None
+) -> bool:
+    """Offer every app log line as it comes (the reader follows for ever); False when the outbox
+    closed (the viewer left, or was too slow: it resumes with `from_cursor`)."""
+    async with aclosing(batches):
+        async for batch in batches:
+            for entry in batch:
+                line = entry.line
+                frame = AppLogFrame(
+                    project_id=entry.project_id,
+                    deployment_id=entry.deployment_id,
+                    process=entry.process,
+                    seq=line.seq,
+                    ts=line.ts,
+                    stream=line.stream,
+                    line=line.line,
+                    cursor=entry.cursor,
+                    channel=channel,
+                )
+                if not outbox.offer(encode_frame(frame)):
+                    return False
+                if outbox.backlog >= outbox.limit // 2 and not await outbox.wait_for_room():
+                    return False
+            await asyncio.sleep(0)
     return True
 
 
@@ -153,6 +188,8 @@ class MuxSession:
                 await self._subscribe_build_logs(sub, name, build_id, request.from_seq)
             case ProjectEventsChannel(project=project):
                 await self._subscribe_project_events(sub, name, project)
+            case ProjectLogsChannel(project=project):
+                await self._subscribe_project_logs(sub, name, project, request)
             case GenerationChannel(job_id=job_id):
                 await self._subscribe_generation(sub, name, job_id)
         self._channels[name] = sub
@@ -211,6 +248,27 @@ class MuxSession:
             outbox.offer(encode_frame(event))
 
         await self._subscribe_core(sub, project_events_filter(str(project_id)), forward)
+
+    async def _subscribe_project_logs(
+        self, sub: _Subscription, name: str, project: str, request: Subscribe
+    ) -> None:
+        project_id = await _resolve_project(self._app[POOL], project)
+        require_scope(self._request, project_id, "read", not_found=f"no project {project!r}")
+        if request.from_cursor is not None:
+            query = AppLogQuery(from_cursor=request.from_cursor)
+        else:
+            query = AppLogQuery(tail=DEFAULT_APP_LOG_TAIL if request.tail is None else request.tail)
+        batches = iter_app_log(self._app[JS], str(project_id), query, follow=True)
+
+        async def pump() -> None:
+            try:
+                await pump_app_log(self._outbox, batches, channel=name)
+            except Exception:
+                log.exception("ws_app_log_stream_failed", project_id=str(project_id))
+                message = "reading the log failed: subscribe again with from_cursor"
+                self._send(ErrorFrame(message=message, channel=name))
+
+        sub.task = asyncio.create_task(pump())
 
     async def _subscribe_generation(self, sub: _Subscription, name: str, job_id: str) -> None:
         # Generation jobs get their table, and this channel its scope check, with the generator.

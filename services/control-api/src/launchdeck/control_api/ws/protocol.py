@@ -41,14 +41,20 @@ class ProjectEventsChannel:
 
 
 @dataclass(frozen=True)
+class ProjectLogsChannel:
+    project: str  # an id or a name: the running app's log lines
+
+
+@dataclass(frozen=True)
 class GenerationChannel:
     job_id: str
 
 
-Channel = BuildLogsChannel | ProjectEventsChannel | GenerationChannel
+Channel = BuildLogsChannel | ProjectEventsChannel | ProjectLogsChannel | GenerationChannel
 
 _BUILD_LOGS = re.compile(r"build:(?P<id>[^:]+):logs")
 _PROJECT_EVENTS = re.compile(r"project:(?P<id>[^:]+):events")
+_PROJECT_LOGS = re.compile(r"project:(?P<id>[^:]+):logs")
 _GENERATION = re.compile(r"generation:(?P<id>[^:]+)")
 
 
@@ -64,9 +70,11 @@ def parse_channel(name: str) -> Channel:
         return BuildLogsChannel(_uuid(match["id"], "a build id"))
     if match := _PROJECT_EVENTS.fullmatch(name):
         return ProjectEventsChannel(match["id"])
+    if match := _PROJECT_LOGS.fullmatch(name):
+        return ProjectLogsChannel(match["id"])
     if match := _GENERATION.fullmatch(name):
         return GenerationChannel(_uuid(match["id"], "a generation id"))
     raise BadRequest(
-        f"unknown channel {name!r}: expected build:<id>:logs, project:<id>:events "
-        "or generation:<id>"
+        f"unknown channel {name!r}: expected build:<id>:logs, project:<id>:events, "
+        "project:<id>:logs or generation:<id>"
     )
