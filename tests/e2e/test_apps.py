@@ -76,7 +76,8 @@ async def set_env(api: Api, project: str, key: str, value: str, *targets: str) -
 async def test_a_node_app_is_built_run_and_served(api: Api, make_git_repo: GitRepoFactory) -> None:
     """`npm start` of a repository becomes a running app: its production env var reaches it (and
     is masked in its log), it gets PORT, it answers through the edge, and the engine reports it
-    healthy. Rolling back starts the previous release's process again."""
+    healthy. A changed env var reaches it by a redeploy. Rolling back starts the previous
+    release's process again."""
     repo = make_git_repo(node_repo("node v1"))
     await create_project(api, "nodeapp", repo)
     await set_env(api, "nodeapp", "SECRET_TOKEN", "e2e-secret-value", "production")
@@ -101,6 +102,18 @@ async def test_a_node_app_is_built_run_and_served(api: Api, make_git_repo: GitRe
     ):
         health = await resp.json()
         assert (resp.status, health["healthy"], health["kind"]) == (200, True, "process")
+
+    # A changed env var restarts nothing by itself; a redeploy (no rebuild) brings it in.
+    await set_env(api, "nodeapp", "SECRET_TOKEN", "e2e-secret-changed", "production")
+    env = json.loads((await api.edge_get("nodeapp", "/env"))[1])
+    assert env["SECRET_TOKEN"] == "e2e-secret-value"
+    status, redeployed = await api.call("POST", "/projects/nodeapp/redeploy")
+    assert status == 202, redeployed
+    assert redeployed["build_id"] == first["id"]
+    await api.wait_deployment(redeployed["id"])
+    env = json.loads((await api.edge_get("nodeapp", "/env"))[1])
+    assert env["SECRET_TOKEN"] == "e2e-secret-changed"
+    assert env["LAUNCHDECK_DEPLOYMENT_ID"] == redeployed["id"]
 
     commit_files(repo, {"version.txt": "node v2"}, "v2")
     await deploy(api, "nodeapp")
