@@ -75,12 +75,14 @@ async def registered_build(
     made by the control-api's own logic in the database of `pool`; the command a build-worker
     receives for that build (with `config` as the project's build settings)."""
     async with pool.acquire() as conn:
-        project = await projects_service.create_project(
+        created = await projects_service.create_project(
             conn,
             ProjectCreate(name=f"envs-{uuid.uuid4().hex[:8]}", repo_url=str(repo)),
+            keyring=keyring,
             policy=DomainPolicy(base_domain="localhost"),
             reveal_owner=True,
         )
+        project = created.project
         for key, (value, targets) in variables.items():
             body = EnvVarSet(value=value, targets=targets)
             await env_vars.set_var(conn, keyring, project, key, body)

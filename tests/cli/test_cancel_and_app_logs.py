@@ -32,7 +32,7 @@ from launchdeck.libs import db
 from launchdeck.libs.jetstream import connect
 from launchdeck.libs.nats_access import access_of
 from tests.control_api.helpers import apply, build_event, get_build, new_build, new_project
-from tests.control_api.support import make_settings, token
+from tests.control_api.support import ApiClient, make_settings, register_tokens, token
 from tests.nats_auth import login_url
 from tests.polling import eventually
 
@@ -54,8 +54,9 @@ async def api_url(
 ) -> AsyncIterator[str]:
     """The control-api's URL: the real application, in this process, on a free port."""
     app = create_app(make_settings(database_url, nats_url), pool, nc, js, background_tasks=False)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
+    await register_tokens(pool)  # the CLI's requests do not go through ApiClient
     try:
         yield str(client.make_url("")).rstrip("/")
     finally:

@@ -60,6 +60,7 @@ def test_each_service_gets_its_own_environment(tmp_path: Path) -> None:
     assert engine["LAUNCHDECK_BASE_DOMAIN"] == "localhost"
     assert api["LAUNCHDECK_BASE_DOMAIN"] == engine["LAUNCHDECK_BASE_DOMAIN"]  # domain checks
     assert engine["LAUNCHDECK_EDGE_HTTP_PORT"] == "8000"
+    assert api["LAUNCHDECK_EDGE_URL"] == "http://127.0.0.1:8000"  # scheduled HTTP calls
     assert engine["LAUNCHDECK_DEPLOY_ENGINE_PORT"] == "41001"
     assert example_url(8000) == "http://example.localhost:8000/"
 

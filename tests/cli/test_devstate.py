@@ -9,9 +9,11 @@ import socket
 import stat
 import subprocess
 import sys
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from launchdeck.cli.dev.credentials import load_or_create_credentials
@@ -129,18 +131,32 @@ def test_a_previous_secret_key_is_read_only_when_there_is_one(tmp_path: Path) ->
     assert read_secret(path) is None
 
 
-def test_admin_token_is_stable_while_it_verifies(tmp_path: Path) -> None:
-    """The recorded admin token is reused; a token of another secret is replaced by a new one."""
+async def test_admin_token_is_stable_while_it_verifies_and_is_live(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The recorded admin token is reused while its row is live; a new one is minted and
+    recorded (in api_tokens) when the recorded one is of another secret or was revoked."""
     secret = load_or_create_secret(tmp_path / "secret.key")
-    token = admin_token(secret, None)
-    claims = tokens.verify(secret, token)
-    assert claims.subject == "admin"
-    assert claims.scopes == ("admin",)
-    assert admin_token(secret, token) == token
-    foreign, _ = tokens.mint("another-secret-" + "x" * 32, subject="admin", scopes=["admin"])
-    replacement = admin_token(secret, foreign)
-    assert replacement != foreign
-    tokens.verify(secret, replacement)
+    conn = await asyncpg.connect(database_url)
+    try:
+        token = await admin_token(conn, secret, None)
+        claims = tokens.verify(secret, token)
+        assert claims.subject == "admin"
+        assert claims.scopes == ("admin",)
+        assert await tokens.is_registered_and_live(conn, claims.jti)
+        assert await admin_token(conn, secret, token) == token
+        foreign, _ = tokens.mint("another-secret-" + "x" * 32, subject="admin", scopes=["admin"])
+        replacement = await admin_token(conn, secret, foreign)
+        assert replacement != foreign
+        tokens.verify(secret, replacement)
+        await conn.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1", uuid.UUID(claims.jti)
+        )
+        renewed = await admin_token(conn, secret, token)
+        assert renewed != token
+        assert await tokens.is_registered_and_live(conn, tokens.verify(secret, renewed).jti)
+    finally:
+        await conn.close()
 
 
 def test_recorded_port_is_reused_when_free() -> None:

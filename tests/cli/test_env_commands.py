@@ -28,7 +28,7 @@ from launchdeck.devservers import free_port
 from launchdeck.libs import db
 from launchdeck.libs.jetstream import connect
 from tests.control_api.helpers import activate, new_build, succeed
-from tests.control_api.support import SECRET, make_settings, token, unique
+from tests.control_api.support import SECRET, make_settings, register_tokens, token, unique
 
 T = TypeVar("T")
 SECRET_VALUE = "cli-s3cret-" + uuid.uuid4().hex
@@ -61,6 +61,7 @@ def real_api(database_url: str, nats_url: str) -> Iterator[RealApi]:
         held["nc"] = nc = await connect(nats_url, name="launchdeck-cli-tests")
         settings = make_settings(database_url, nats_url)
         app = create_app(settings, pool, nc, nc.jetstream(), background_tasks=False)
+        await register_tokens(pool)  # the API refuses a token without its api_tokens row
         held["runner"] = runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

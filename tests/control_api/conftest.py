@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 
 from launchdeck.control_api.app import create_app
 from launchdeck.libs import db
-from tests.control_api.support import Api, make_settings
+from tests.control_api.support import Api, ApiClient, make_settings
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -32,7 +32,7 @@ async def api(
 ) -> AsyncIterator[Api]:
     """The application without its background tasks (tests drive relay and events directly)."""
     app = create_app(make_settings(database_url, nats_url), pool, nc, js, background_tasks=False)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         yield Api(client)

@@ -16,10 +16,11 @@ from launchdeck.contracts.subjects import STREAM_EVENTS
 from launchdeck.control_api.domain import projects as projects_service
 from launchdeck.control_api.domain.builds import trigger_build
 from launchdeck.control_api.domain.domains import DomainPolicy
-from launchdeck.control_api.domain.events import Event, EventOrigin, EventOutcome, apply_event
+from launchdeck.control_api.domain.events import AnyEvent, EventOrigin, EventOutcome, apply_event
+from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.control_api.store import builds, deployments
 from launchdeck.control_api.store.records import Build, Deployment, Project
-from tests.control_api.support import unique
+from tests.control_api.support import SECRET, unique
 
 # Stream sequences far above what the session's EVENTS stream reaches.
 _seq = itertools.count(10_000_000)
@@ -36,7 +37,7 @@ def artifact(build: Build) -> Artifact:
     return Artifact(key=f"{build.id}.tar.gz", sha256="ab" * 32, size=1234)
 
 
-async def apply(pool: asyncpg.Pool, event: Event, seq: int | None = None) -> EventOutcome:
+async def apply(pool: asyncpg.Pool, event: AnyEvent, seq: int | None = None) -> EventOutcome:
     """Apply `event` as if delivered at stream sequence `seq` (without a message id: the inbox
     then knows it by that sequence)."""
     origin = EventOrigin(STREAM_EVENTS, next_seq() if seq is None else seq, stored_at=T0)
@@ -62,13 +63,19 @@ def deployment_event(deployment: Deployment, status: str, **fields: Any) -> Depl
     )
 
 
-async def new_project(pool: asyncpg.Pool, **fields: Any) -> Project:
+async def new_project(pool: asyncpg.Pool, keyring: KeyRing | None = None, **fields: Any) -> Project:
+    """A project whose webhook secret is sealed under `keyring` (default: the test app's)."""
     name = unique("ev")
     request = ProjectCreate(name=name, repo_url=f"https://git.invalid/{name}", **fields)
     async with pool.acquire() as conn:
-        return await projects_service.create_project(
-            conn, request, policy=DomainPolicy(base_domain="localhost"), reveal_owner=True
+        created = await projects_service.create_project(
+            conn,
+            request,
+            keyring=keyring or KeyRing.from_secrets(SECRET),
+            policy=DomainPolicy(base_domain="localhost"),
+            reveal_owner=True,
         )
+    return created.project
 
 
 async def new_build(pool: asyncpg.Pool, project: Project, **fields: Any) -> Build:

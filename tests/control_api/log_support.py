@@ -22,7 +22,7 @@ from launchdeck.contracts.messages import LogBatch, LogLine, LogStream
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import build_log_subject
 from launchdeck.control_api.app import create_app
-from tests.control_api.support import Api, make_settings, token, unique
+from tests.control_api.support import Api, ApiClient, make_settings, token, unique
 
 ADMIN = token(["admin"])
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -120,7 +120,7 @@ async def running_app(
         js,
         background_tasks=False,
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         yield client

@@ -8,11 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from launchdeck.control_api.api.keys import POOL
 from launchdeck.control_api.settings import Settings
-from launchdeck.libs.tokens import mint
+from launchdeck.libs.tokens import TokenClaims, mint, register
 
 SECRET = "control-api-tests-" + os.urandom(16).hex()
 
@@ -28,9 +30,58 @@ def make_settings(database_url: str, nats_url: str, **more: str) -> Settings:
         return Settings.from_env()
 
 
-def token(scopes: list[str], project_id: str | None = None) -> str:
-    value, _ = mint(SECRET, subject="tests", scopes=scopes, project_id=project_id)
+# Every token `token()` minted, with whether its row is to be revoked: `register_tokens`
+# inserts their `api_tokens` rows into a database (the API refuses a token without one).
+_MINTED: dict[str, tuple[TokenClaims, str, bool]] = {}
+# Per pool (one per test module's database): the jtis already registered there.
+_REGISTERED: dict[int, tuple[asyncpg.Pool, set[str]]] = {}
+
+
+def token(
+    scopes: list[str],
+    project_id: str | None = None,
+    *,
+    expires_in_s: int | None = None,
+    revoked: bool = False,
+    registered: bool = True,
+) -> str:
+    """A token signed with the tests' secret. Its `api_tokens` row is inserted by
+    `register_tokens` (which `Api.call` and the app fixtures run) unless `registered` is false;
+    `revoked`: the row says revoked; `expires_in_s` < 0: already expired."""
+    value, claims = mint(
+        SECRET, subject="tests", scopes=scopes, project_id=project_id, expires_in_s=expires_in_s
+    )
+    if registered:
+        _MINTED[claims.jti] = (claims, value, revoked)
     return value
+
+
+async def register_tokens(pool: asyncpg.Pool) -> None:
+    """Insert the rows of the tokens minted so far that this database does not have yet."""
+    done = _REGISTERED.setdefault(id(pool), (pool, set()))[1]
+    todo = [jti for jti in _MINTED if jti not in done]
+    if not todo:
+        return
+    async with pool.acquire() as conn:
+        for jti in todo:
+            claims, value, revoked = _MINTED[jti]
+            await register(
+                conn, claims, name="tests", created_by="tests", token=value, revoked=revoked
+            )
+    done.update(todo)
+
+
+class ApiClient(TestClient[Any, Any]):
+    """The aiohttp test client, registering the tokens minted so far before each request or
+    WebSocket handshake (see `register_tokens`), so tests need not think about it."""
+
+    async def _request(self, method: str, path: Any, **kwargs: Any) -> Any:
+        await register_tokens(self.app[POOL])
+        return await super()._request(method, path, **kwargs)
+
+    async def _ws_connect(self, path: Any, **kwargs: Any) -> Any:
+        await register_tokens(self.app[POOL])
+        return await super()._ws_connect(path, **kwargs)
 
 
 def unique(prefix: str) -> str:

@@ -23,7 +23,7 @@ from launchdeck.control_api.domain.domains import claim_domains
 from launchdeck.control_api.domain.errors import Conflict
 from launchdeck.devservers import with_database
 from launchdeck.libs.settings import SettingsError
-from tests.control_api.support import Api, make_settings, token, unique
+from tests.control_api.support import Api, ApiClient, make_settings, token, unique
 from tests.polling import eventually
 
 MIGRATIONS = (
@@ -51,7 +51,7 @@ async def edge_api(
         LAUNCHDECK_API_PUBLIC_HOSTS=f"{API_HOST}, deploy.example.test",
     )
     app = create_app(settings, pool, nc, js, background_tasks=False)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         yield Api(client)

@@ -23,7 +23,7 @@ from launchdeck.control_api.logs.sweep import LOCK_KEY, sweep_unarchived_logs
 from launchdeck.control_api.store.records import Build
 from tests.control_api.helpers import apply, build_event, new_build, new_project
 from tests.control_api.log_support import DEADLINE_S, LogPublisher
-from tests.control_api.support import make_settings
+from tests.control_api.support import ApiClient, make_settings
 from tests.polling import eventually
 
 MINUTE_AGO = timedelta(minutes=1)
@@ -146,7 +146,7 @@ async def test_app_sweeps_when_it_starts(
     # The builds of this module were never meant to reach a worker: keep them off BUILDS.
     await pool.execute("DELETE FROM outbox")
     app = create_app(make_settings(database_url, nats_url), pool, nc, js)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         archived = await eventually(

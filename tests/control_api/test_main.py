@@ -24,7 +24,8 @@ from launchdeck.contracts.subjects import STREAM_BUILDS, build_event_subject
 from launchdeck.control_api.migrate import MIGRATIONS_DIR
 from launchdeck.devservers import free_port, with_database
 from launchdeck.libs.db import migration_files
-from tests.control_api.support import SECRET, token
+from launchdeck.libs.tokens import mint, register
+from tests.control_api.support import SECRET
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -107,7 +108,8 @@ async def test_serve_relays_applies_and_stops_on_sigterm(
     log_path = tmp_path / "control-api.log"
     proc = start_service(env, log_path)
     base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token(['admin'])}"}
+    admin, claims = mint(SECRET, subject="tests", scopes=["admin"])
+    headers = {"Authorization": f"Bearer {admin}"}
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + 30
@@ -122,6 +124,12 @@ async def test_serve_relays_applies_and_stops_on_sigterm(
                 assert time.monotonic() < deadline, log_path.read_text()
                 await asyncio.sleep(0.1)
 
+            # The service has migrated: record the token (the API refuses one without a row).
+            conn = await asyncpg.connect(empty_database)
+            try:
+                await register(conn, claims, name="tests", created_by="tests")
+            finally:
+                await conn.close()
             before = (await js.stream_info(STREAM_BUILDS)).state.messages
             body = {"name": f"proc-{uuid.uuid4().hex[:8]}", "repo_url": "https://x.invalid/r"}
             async with http.post(f"{base}/api/v1/projects", json=body, headers=headers) as resp:

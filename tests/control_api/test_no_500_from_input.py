@@ -18,6 +18,8 @@ already shows the request and the answer.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 import msgspec
+import pytest
 import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -40,6 +43,9 @@ from launchdeck.contracts.api import (
     ProjectUpdate,
     Redeploy,
 )
+from launchdeck.control_api.api.json_io import MAX_BODY_BYTES, decode_body
+from launchdeck.control_api.api.openapi import ROUTES, RouteDoc
+from launchdeck.control_api.domain.errors import DomainError
 from tests.control_api.support import Api, unique
 
 EXAMPLES = 120
@@ -83,6 +89,7 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "branch": st.sampled_from(["main", "release/1", "v1.2"]),
     "ref": st.sampled_from(["main", "topic", "abc123"]),
     "deploy": st.booleans(),
+    "build_tags": st.booleans(),
     "environment": st.sampled_from(["production", "preview"]),
     "domains": st.lists(st.uuids().map(lambda u: f"{u.hex[:10]}.example.com"), max_size=2),
     "build_id": st.uuids().map(str),
@@ -194,6 +201,7 @@ class Target:
     def __init__(self, project: dict[str, Any], build: dict[str, Any]) -> None:
         self.name: str = project["name"]
         self.build_id: str = build["id"]
+        self.webhook_secret: str = project["webhook_secret"]
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -429,3 +437,216 @@ async def test_a_nul_in_a_websocket_channel_is_a_readable_error(api: Api) -> Non
         await ws.send_str(json.dumps({"type": "subscribe", "channel": "project:a\u00e9:events"}))
         frame = await next_control_frame(ws)
         assert (frame["type"], frame["message"]) == ("error", "no project 'aé'")
+
+
+# --- raw bodies: bytes that are not UTF-8, not JSON, nested too deeply, or too large ---------
+
+# Byte sequences UTF-8 forbids: a lone continuation or 0xFF, a truncated sequence, an overlong
+# encoding, an encoded surrogate, a code point past U+10FFFF.
+BAD_UTF8 = [
+    b"\xff",
+    b"\x80",
+    b"\xc3\x28",
+    b"\xe2\x82",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+]
+
+
+def nested(depth: int, kind: str) -> bytes:
+    if kind == "array":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+raw_bodies = st.one_of(
+    st.binary(max_size=64),
+    st.builds(
+        lambda bad, field: b'{"' + field.encode() + b'": "x' + bad + b'y"}',
+        st.sampled_from(BAD_UTF8),
+        st.sampled_from(["name", "repo_url", "ref", "value", "build_id", "environment"]),
+    ),
+    st.builds(lambda bad: b'{"na' + bad + b'me": 1}', st.sampled_from(BAD_UTF8)),
+    st.builds(nested, st.integers(1, 50_000), st.sampled_from(["array", "object"])),
+    st.sampled_from(
+        [b"\xef\xbb\xbf{}", b"{}\x00", b'{"a": NaN}', b'{"a": 1e999}', b"\x00" * 8, b"{" * 3]
+    ),
+)
+
+
+def write_routes() -> list[RouteDoc]:
+    """Every route that takes a body (by the API's description, so new routes are included)."""
+    return [r for r in ROUTES if r.method in ("POST", "PUT", "PATCH") and not r.websocket]
+
+
+def fill(path: str, target: Target) -> str:
+    """`path` with its parameters set to the target's project and build where they fit (a
+    project's own routes, its hooks), an env var name, else an unknown id."""
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        if not segment.startswith("{"):
+            continue
+        before = segments[i - 1]
+        if segment == "{key}":
+            segments[i] = "API_TOKEN"
+        elif before == "projects" or "hooks" in segments:
+            segments[i] = target.name
+        elif before == "builds":
+            segments[i] = target.build_id
+        else:
+            segments[i] = str(uuid.uuid4())
+    return "/".join(segments)
+
+
+@FUZZ
+@given(route=st.sampled_from(write_routes()), body=raw_bodies)
+async def test_raw_bodies_on_every_write_route(
+    api: Api, target: Target, route: RouteDoc, body: bytes
+) -> None:
+    """Whatever bytes arrive, the answer is a 2xx or a 4xx problem, never a 500."""
+    path = fill(route.path, target)
+    reply = await api.call(
+        route.method, path, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert_no_server_error(reply, (route.method, path, body[:100]))
+
+
+async def test_bytes_that_are_not_utf8_are_a_400_problem(api: Api) -> None:
+    for bad in BAD_UTF8:
+        body = b'{"name": "a' + bad + b'", "repo_url": "https://x.invalid/r"}'
+        reply = await api.call(
+            "POST", "/api/v1/projects", data=body, headers={"Content-Type": "application/json"}
+        )
+        assert reply.status == 400, (bad, reply.body)
+        assert reply.content_type.startswith("application/problem+json")
+        assert reply.body["detail"] in ("the body is not valid UTF-8",) or reply.body[
+            "detail"
+        ].startswith("malformed JSON"), (bad, reply.body)
+
+
+async def test_json_nested_too_deeply_is_a_4xx_problem(api: Api, target: Target) -> None:
+    """The typed decoder refuses what does not fit before descending (422); where it does
+    descend — into a value it skips or keeps as any JSON — past its depth limit it is a 400."""
+    for kind in ("array", "object"):
+        reply = await api.call(
+            "PATCH",
+            f"/api/v1/projects/{target.name}",
+            data=nested(100_000, kind),
+            headers={"Content-Type": "application/json"},
+        )
+        assert reply.status in (400, 422), reply.body
+        assert reply.content_type.startswith("application/problem+json")
+    for type_ in (object, dict[str, Any], msgspec.Struct):
+        body = b'{"skipped": ' + nested(100_000, "array") + b"}"
+        with pytest.raises(DomainError) as caught:
+            decode_body(body, type_)
+        assert caught.value.status == 400
+        assert caught.value.detail == "malformed JSON: nested too deeply"
+
+
+async def test_a_body_past_the_limit_is_a_413_problem(api: Api, target: Target) -> None:
+    """On every route that reads a JSON body: 413 problem+json saying the limit."""
+    big = b'{"value": "' + b"a" * MAX_BODY_BYTES + b'"}'
+    for route in write_routes():
+        if route.body is None:
+            continue
+        path = fill(route.path, target)
+        reply = await api.call(
+            route.method, path, data=big, headers={"Content-Type": "application/json"}
+        )
+        if "{" in route.path and not any(v in path for v in (target.name, target.build_id)):
+            # A resource the target has none of (a schedule, a token): 404 before reading.
+            assert reply.status == 404, (route.path, reply.status, reply.body)
+            continue
+        assert reply.status == 413, (route.path, reply.status, reply.body)
+        assert reply.content_type.startswith("application/problem+json")
+        assert str(MAX_BODY_BYTES) in reply.body["detail"], reply.body
+
+
+async def test_wrong_types_and_unknown_fields_are_422_naming_the_field(
+    api: Api, target: Target
+) -> None:
+    cases = [
+        ("POST", "/api/v1/projects", {"name": 5, "repo_url": "https://x.invalid"}, "name"),
+        ("PATCH", f"/api/v1/projects/{target.name}", {"branch": ["main"]}, "branch"),
+        ("PATCH", f"/api/v1/projects/{target.name}", {"brnch": "main"}, "brnch"),
+        ("POST", f"/api/v1/projects/{target.name}/builds", {"deploy": "yes"}, "deploy"),
+        ("POST", f"/api/v1/projects/{target.name}/builds", {"deplyo": False}, "deplyo"),
+        ("POST", f"/api/v1/projects/{target.name}/deployments", {"build_id": "x"}, "build_id"),
+    ]
+    for method, path, body, field in cases:
+        reply = await api.call(method, path, body)
+        assert reply.status == 422, (body, reply.body)
+        assert [e["field"] for e in reply.body["errors"]] == [field], reply.body
+
+
+async def test_bad_query_values_are_422(api: Api, target: Target) -> None:
+    deep = base64.urlsafe_b64encode(b"[" * 3000 + b"]" * 3000).decode()
+    for params in (
+        {"limit": "abc"},
+        {"limit": "0"},
+        {"limit": "10000"},
+        {"cursor": "%%%"},
+        {"cursor": deep},  # JSON nested past the decoder's depth
+    ):
+        reply = await api.call("GET", f"/api/v1/projects/{target.name}/builds", params=params)
+        assert reply.status == 422, (params, reply.body)
+        assert [e["field"] for e in reply.body["errors"]] == [next(iter(params))]
+
+
+async def test_ids_that_are_not_uuids_are_404(api: Api) -> None:
+    """A malformed id names no resource: 404 like an unknown one, on every kind of id."""
+    for path in ("/api/v1/builds/nope", "/api/v1/deployments/nope", "/api/v1/builds/1/logs"):
+        reply = await api.call("GET", path)
+        assert reply.status == 404, (path, reply.body)
+        assert reply.content_type.startswith("application/problem+json")
+
+
+async def test_json_nested_too_deeply_on_the_websocket_is_an_error_frame(api: Api) -> None:
+    headers = {"Authorization": f"Bearer {api.token}"}
+    async with api.client.ws_connect("/api/v1/ws", headers=headers) as ws:
+        deep = "[" * 100_000 + "]" * 100_000
+        for text in (deep, f'{{"type": "unsubscribe", "channel": "x", "skipped": {deep}}}'):
+            await ws.send_str(text)
+            frame = await next_control_frame(ws)
+            assert frame["type"] == "error", frame
+            assert "internal error" not in frame["message"], frame
+        assert not ws.closed
+
+
+def signed(host: str, secret: str, body: bytes, event: str) -> dict[str, str]:
+    """Headers of a delivery from `host`, signed as it signs (so the body gets decoded)."""
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-Delivery-Id": str(uuid.uuid4())}
+    match host:
+        case "gitlab":
+            return {**headers, "X-Gitlab-Token": secret, "X-Gitlab-Event": event}
+        case "gitea":
+            return {**headers, "X-Gitea-Signature": digest, "X-Gitea-Event": event}
+        case "github":
+            headers["X-GitHub-Event"] = event
+        case _:
+            headers["X-Event"] = event
+    return {**headers, "X-Hub-Signature-256": f"sha256={digest}"}
+
+
+HOOK_ROUTES = [r for r in ROUTES if r.path.startswith("/api/v1/hooks/")]
+
+
+@FUZZ
+@given(
+    route=st.sampled_from(HOOK_ROUTES),
+    body=raw_bodies,
+    event=st.sampled_from(["push", "Push Hook", "issues", "ping"]),
+)
+async def test_signed_raw_bodies_on_the_webhooks(
+    api: Api, target: Target, route: RouteDoc, body: bytes, event: str
+) -> None:
+    """A correctly signed delivery gets its body decoded: whatever its bytes, no 500."""
+    host = route.path.split("/")[4]
+    path = fill(route.path, target)
+    reply = await api.call(
+        "POST", path, data=body, headers=signed(host, target.webhook_secret, body, event), token=""
+    )
+    assert_no_server_error(reply, (host, event, body[:100]))

@@ -30,7 +30,7 @@ from tests.control_api.helpers import (
     new_project,
     succeed,
 )
-from tests.control_api.support import make_settings
+from tests.control_api.support import ApiClient, make_settings
 from tests.control_api.test_log_sweep import finished_build
 from tests.polling import eventually
 
@@ -220,7 +220,7 @@ async def test_the_app_prunes_when_it_starts(
         LAUNCHDECK_BUILD_LOG_RETENTION_DAYS="1",
         LAUNCHDECK_PROCESSED_EVENTS_RETENTION_DAYS="1",
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, pool, nc, js)))
+    client: TestClient[Any, Any] = ApiClient(TestServer(create_app(settings, pool, nc, js)))
     await client.start_server()
     try:
 

@@ -1,5 +1,5 @@
 """Rotating the secret key: `launchdeck-control-api secrets rotate` re-seals every env var value
-under the new key; until then (and after) every value still decrypts."""
+and webhook secret under the new key; until then (and after) every value still decrypts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ import uuid
 import asyncpg
 
 from launchdeck.contracts.api import EnvVarSet
-from launchdeck.control_api.domain import env_vars
+from launchdeck.control_api.domain import env_vars, webhook_secrets
 from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.control_api.store import env_vars as store
+from launchdeck.control_api.store import webhook_secrets as webhook_secret_store
 from launchdeck.control_api.store.records import EnvVar
 from tests.control_api.helpers import new_project
 
@@ -60,9 +61,11 @@ async def test_rotate_reseals_every_value_and_old_values_still_decrypt(
     kept), says so, and afterwards the new key alone reads them."""
     old_ring = KeyRing.from_secrets(OLD)
     expected = {}
+    projects: list[uuid.UUID] = []
     async with pool.acquire() as conn:
         for n in range(3):
-            project = await new_project(pool)
+            project = await new_project(pool, keyring=old_ring)
+            projects.append(project.id)
             for i in range(150):  # more than one batch
                 key = f"VAR_{n}_{i}"
                 value = f"value-{n}-{i}-{uuid.uuid4().hex}"
@@ -84,7 +87,14 @@ async def test_rotate_reseals_every_value_and_old_values_still_decrypt(
     assert done.returncode == 0, done.stdout + done.stderr
     new_ring = KeyRing.from_secrets(NEW)
     assert f"re-encrypted 450 env var value(s) under key {new_ring.current.key_id}" in done.stdout
+    assert f"sealed 3 project webhook secret(s) under key {new_ring.current.key_id}" in done.stdout
     assert "every value is under the current key" in done.stdout
+    async with pool.acquire() as conn:
+        for project_id in projects:  # the webhook secrets moved to the new key too
+            stored = await webhook_secret_store.get(conn, project_id)
+            assert stored is not None
+            assert stored.key_id == new_ring.current.key_id
+            webhook_secrets.open_stored(new_ring, stored)
     for value in expected.values():
         assert value not in done.stdout + done.stderr
 

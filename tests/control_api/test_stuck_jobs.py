@@ -35,7 +35,7 @@ from tests.control_api.helpers import (
     succeed,
 )
 from tests.control_api.log_support import AUTH, view_until_closed
-from tests.control_api.support import Api, make_settings
+from tests.control_api.support import Api, ApiClient, make_settings
 from tests.polling import eventually
 
 DEADLINES = Deadlines(build_s=5400, deployment_s=3600)  # 1 h time limit + 30 min; 1 h
@@ -208,7 +208,7 @@ async def test_the_app_fails_jobs_nobody_takes_by_itself(
         LAUNCHDECK_DEPLOY_DEADLINE_S="0.5",
         LAUNCHDECK_STUCK_SWEEP_INTERVAL_S="0.1",
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, pool, nc, js)))
+    client: TestClient[Any, Any] = ApiClient(TestServer(create_app(settings, pool, nc, js)))
     await client.start_server()
     try:
 

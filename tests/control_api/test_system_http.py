@@ -15,7 +15,7 @@ from launchdeck.contracts.subjects import STREAM_LOGS
 from launchdeck.control_api.app import create_app
 from launchdeck.libs.jetstream import connect, provision
 from tests.control_api.log_support import ADMIN
-from tests.control_api.support import Api, make_settings, unique
+from tests.control_api.support import Api, ApiClient, make_settings, unique
 from tests.libs.support import RestartableNats
 from tests.polling import eventually
 
@@ -56,7 +56,7 @@ async def test_ready_is_503_without_nats(
     await closed.close()
     settings = make_settings(database_url, nats_url)
     app = create_app(settings, pool, closed, closed.jetstream(), background_tasks=False)
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         async with client.get("/ready") as resp:
@@ -138,7 +138,7 @@ async def own_api(
     app = create_app(
         make_settings(database_url, restartable_nats.url), pool, own_nc, js, background_tasks=False
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
+    client: TestClient[Any, Any] = ApiClient(TestServer(app))
     await client.start_server()
     try:
         yield Api(client), js

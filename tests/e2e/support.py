@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from launchdeck.devservers import free_port
 from launchdeck.libs.jetstream import public_nats_url
 from launchdeck.libs.settings import NATS_CREDENTIAL_VARIABLES
-from launchdeck.libs.tokens import mint
+from launchdeck.libs.tokens import mint, register
 from tests.nats_auth import log_sizes, permission_violations, service_logins
 
 SERVICES = ("control_api", "build_worker", "deploy_engine", "generator")
@@ -126,7 +127,7 @@ async def launch_platform(
     log files; if it refused a service anything while the platform ran, the exit fails saying
     what (a permission table that is not enough for what the test did)."""
     secret = os.urandom(32).hex()
-    token, _ = mint(secret, subject="admin", scopes=["admin"])
+    token, claims = mint(secret, subject="admin", scopes=["admin"])
     api_port, edge_port, engine_port = free_port(), free_port(), free_port()
     logins = nats_login_env(state_dir)
     base = {k: v for k, v in os.environ.items() if not logins or k not in NATS_CREDENTIAL_VARIABLES}
@@ -139,6 +140,7 @@ async def launch_platform(
         "LAUNCHDECK_SECRET_KEY": secret,
         "LAUNCHDECK_API_PORT": str(api_port),
         "LAUNCHDECK_EDGE_HTTP_PORT": str(edge_port),
+        "LAUNCHDECK_EDGE_URL": f"http://127.0.0.1:{edge_port}",  # scheduled HTTP actions
         "LAUNCHDECK_DEPLOY_ENGINE_PORT": str(engine_port),
         "LAUNCHDECK_BASE_DOMAIN": "localhost",
         "LAUNCHDECK_ALLOW_LOCAL_REPOS": "true",
@@ -159,6 +161,12 @@ async def launch_platform(
         p.start(service)
     try:
         await wait_http_ok(f"{p.api_url}/ready", 60, p)
+        # Once the control-api has migrated: its api_tokens row, or the API refuses the token.
+        conn = await asyncpg.connect(database_url)
+        try:
+            await register(conn, claims, name="admin", created_by="tests", token=token)
+        finally:
+            await conn.close()
         await wait_http_ok(f"{p.engine_url}/health", 60, p)
         yield p
     finally:

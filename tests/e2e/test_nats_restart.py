@@ -105,18 +105,24 @@ def assert_quiet_logs(platform: Platform) -> None:
 async def test_a_build_requested_while_nats_is_down_runs_once_it_is_back(
     api: Api, platform: Platform, own_nats: RestartableNats, make_git_repo: GitRepoFactory
 ) -> None:
-    """NATS stops and starts again (same port and store): the API takes a build meanwhile (202,
-    kept in the outbox), which then runs, deploys and is served; its log is whole (1..N); the
-    core subscriptions (WebSocket events, max-deliveries advisories, micro services) work
-    again; no service process exited."""
+    """NATS stops and starts again (same port and store): the API takes builds meanwhile (202
+    each, kept in the outbox), which then each run once, and the one deployed is served; its log
+    is whole (1..N); no command is stored twice in BUILDS (Nats-Msg-Id); /metrics says NATS was
+    away and reports the consumers again after; the core subscriptions (WebSocket events,
+    max-deliveries advisories, micro services) work again; no service process exited."""
     repo = make_git_repo(
         {"build.py": SITE_SCRIPT.format(lines=LINES), "title.txt": "Before the restart"}
     )
-    await create_project(
-        api, "upgrade", repo, build={"build_command": "python3 build.py", "output_dir": "dist"}
-    )
+    settings = {"build_command": "python3 build.py", "output_dir": "dist"}
+    await create_project(api, "upgrade", repo, build=settings)
     await deploy(api, "upgrade")
     assert "<h1>Before the restart</h1>" in (await api.edge_get("upgrade"))[1]
+    # More projects whose builds are asked for during the outage too (not deployed).
+    others = [f"upgrade-{i}" for i in range(1, 4)]
+    for name in others:
+        other_repo = make_git_repo({"build.py": SITE_SCRIPT.format(lines=3), "title.txt": name})
+        await create_project(api, name, other_repo, build=settings)
+    commands_before = await stored_commands(own_nats)
 
     # A viewer of the project's events, subscribed before the restart (a core subscription).
     mux = await api.session.ws_connect(f"{platform.api_url}/api/v1/ws?token={platform.token}")
@@ -132,16 +138,34 @@ async def test_a_build_requested_while_nats_is_down_runs_once_it_is_back(
     status, build = await api.call("POST", "/projects/upgrade/builds", {})
     assert status == 202, build
     assert build["status"] == "queued"
-    assert "launchdeck_outbox_pending 1" in await metrics(api)  # kept until NATS is back
+    queued = []
+    for name in others:
+        status, other = await api.call("POST", f"/projects/{name}/builds", {"deploy": False})
+        assert status == 202, other
+        queued.append(other["id"])
+    page = await metrics(api)
+    assert f"launchdeck_outbox_pending {1 + len(others)}" in page  # kept until NATS is back
+    assert "launchdeck_nats_up 0" in page
+    assert "launchdeck_consumer_pending{" not in page  # not read: absent, not stale
 
     await own_nats.astart()
     finished = await api.wait_build(build["id"], timeout_s=45)
     assert (finished["status"], finished["attempt"]) == ("succeeded", 1), finished
+    for build_id in queued:
+        done = await api.wait_build(build_id, timeout_s=45)
+        assert (done["status"], done["attempt"]) == ("succeeded", 1), done
+    # Each command stored once in the BUILDS work queue: one message per build asked for.
+    assert await stored_commands(own_nats) == commands_before + 1 + len(others)
     await api.wait_build_deployment(build["id"], timeout_s=30)
     status, body = await api.edge_get("upgrade")
     assert status == 200
     assert "<h1>After the restart</h1>" in body
-    assert "launchdeck_outbox_pending 0" in await metrics(api)
+    page = await metrics(api)
+    assert "launchdeck_outbox_pending 0" in page
+    assert "launchdeck_outbox_lag_seconds 0" in page
+    assert "launchdeck_nats_up 1" in page
+    # Read as the control-api's own NATS user (allowed CONSUMER.INFO): every job taken.
+    assert 'launchdeck_consumer_pending{consumer="build-workers",stream="BUILDS"} 0' in page
     assert (await readiness(api))[0] == 200
 
     # The whole log, once: replayed over the WebSocket and from the HTTP endpoint.
@@ -169,6 +193,16 @@ async def test_a_build_requested_while_nats_is_down_runs_once_it_is_back(
     await _check_core_subscriptions(api, own_nats)
     assert_all_running(platform)
     assert_quiet_logs(platform)
+
+
+async def stored_commands(own_nats: RestartableNats) -> int:
+    """How many messages the BUILDS stream has ever stored (its last sequence number)."""
+    nc = await connect(own_nats.url, name="launchdeck-tests")
+    try:
+        info = await nc.jetstream().stream_info(STREAM_BUILDS)
+        return int(info.state.last_seq)
+    finally:
+        await nc.drain()
 
 
 async def _not_ready(api: Api) -> tuple[int, dict[str, Any]] | None:

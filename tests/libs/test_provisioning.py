@@ -142,7 +142,7 @@ async def test_a_stream_that_differs_is_not_silently_changed(
                 duplicate_window=2 * 3600.0,
             )
         )
-        await js.add_stream(  # an older release: no undeploy jobs yet
+        await js.add_stream(  # an older release: no undeploy or run jobs yet
             StreamConfig(
                 name=s.STREAM_DEPLOYS,
                 subjects=[s.SUBJECT_DEPLOY_JOBS],
@@ -168,7 +168,11 @@ async def test_a_stream_that_differs_is_not_silently_changed(
         assert builds.retention == RetentionPolicy.LIMITS
         assert builds.subjects == [s.SUBJECT_BUILD_JOBS, "ops.audit.>"]
         deploys = (await js.stream_info(s.STREAM_DEPLOYS)).config
-        assert deploys.subjects == [s.SUBJECT_DEPLOY_JOBS, s.SUBJECT_UNDEPLOY_JOBS]
+        assert deploys.subjects == [
+            s.SUBJECT_DEPLOY_JOBS,
+            s.SUBJECT_UNDEPLOY_JOBS,
+            s.SUBJECT_RUN_JOBS,
+        ]
         assert (await js.stream_info(s.STREAM_EVENTS)).config.max_age == day
 
         warned = differences(logs)
@@ -181,7 +185,7 @@ async def test_a_stream_that_differs_is_not_silently_changed(
         assert kept["subjects"]["keeping"] == ["ops.audit.>"]
         assert warned[s.STREAM_BUILDS]["changing"] == {}
         added = warned[s.STREAM_DEPLOYS]["changing"]["subjects"]
-        assert added["adding"] == [s.SUBJECT_UNDEPLOY_JOBS]
+        assert added["adding"] == [s.SUBJECT_UNDEPLOY_JOBS, s.SUBJECT_RUN_JOBS]
         assert warned[s.STREAM_DEPLOYS]["keeping"] == {}
         assert set(warned[s.STREAM_EVENTS]["keeping"]) == {"max_age"}
         for entry in warned.values():

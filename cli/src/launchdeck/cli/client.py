@@ -29,12 +29,24 @@ from launchdeck.contracts.api import (
     ProjectCreate,
     ProjectCreated,
     ProjectOut,
+    RunCreate,
+    RunLogRecord,
+    RunOut,
 )
-from launchdeck.contracts.ws import AppLogFrame, EndFrame, ErrorFrame, LogFrame, decode_frame
+from launchdeck.contracts.webhooks import WebhookSecretOut
+from launchdeck.contracts.ws import (
+    AppLogFrame,
+    EndFrame,
+    ErrorFrame,
+    LogFrame,
+    LogsFrame,
+    decode_frame,
+)
 
 T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
+_run_log_decoder = msgspec.json.Decoder(RunLogRecord)
 
 
 @dataclass
@@ -123,10 +135,11 @@ class LaunchdeckClient:
         *,
         body: msgspec.Struct | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> bytes:
         """The response body of a 2xx answer; ApiError for an error answer."""
         url = self.api_url + path
-        headers = self._headers()
+        headers = {**self._headers(), **(headers or {})}
         data = None
         if body is not None:
             data = _encoder.encode(body)
@@ -186,6 +199,12 @@ class LaunchdeckClient:
     async def list_projects(self) -> list[ProjectOut]:
         return [p async for p in self._pages(ProjectOut, "/api/v1/projects")]
 
+    async def rotate_webhook_secret(self, project: str) -> WebhookSecretOut:
+        """A new webhook secret for `project` (the old one stops verifying at once)."""
+        return await self._call(
+            WebhookSecretOut, "POST", f"/api/v1/projects/{_segment(project)}/webhook-secret"
+        )
+
     async def _pages(self, type_: type[T], path: str, limit: int | None = None) -> AsyncIterator[T]:
         """Every item of a paginated list, fetched a page at a time as they are consumed."""
         cursor: str | None = None
@@ -227,7 +246,8 @@ class LaunchdeckClient:
         """Log lines from `from_seq` on, live, then the end frame.
 
         A dropped connection is resumed with `from_seq` = the next line wanted; lines already
-        seen are dropped, so the caller sees every line once, in order.
+        seen are dropped, so the caller sees every line once, in order. Lines are asked for in
+        batched frames (fewer frames to decode when a log bursts) and handed out one by one.
         """
         url = f"{self.api_url}/api/v1/builds/{_segment(build_id)}/logs/ws"
         next_seq = from_seq
@@ -236,7 +256,7 @@ class LaunchdeckClient:
             try:
                 async with self.session.ws_connect(
                     url,
-                    params={"from_seq": str(next_seq)},
+                    params={"from_seq": str(next_seq), "batch": "true"},
                     headers=self._headers(),
                     heartbeat=30.0,
                 ) as ws:
@@ -248,6 +268,18 @@ class LaunchdeckClient:
                         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                             raise UnexpectedResponse(f"not a log frame: {exc}") from None
                         match frame:
+                            case LogsFrame(lines=lines):
+                                for entry in lines:
+                                    if entry.seq >= next_seq:
+                                        next_seq = entry.seq + 1
+                                        failures = 0
+                                        yield LogFrame(
+                                            build_id=frame.build_id,
+                                            seq=entry.seq,
+                                            ts=entry.ts,
+                                            stream=entry.stream,
+                                            line=entry.line,
+                                        )
                             case LogFrame(seq=seq) if seq >= next_seq:
                                 next_seq = seq + 1
                                 failures = 0
@@ -379,3 +411,27 @@ class LaunchdeckClient:
 
     async def unset_env(self, project: str, key: str) -> None:
         await self._send("DELETE", f"/api/v1/projects/{_segment(project)}/env/{_segment(key)}")
+
+    # Runs -------------------------------------------------------------------
+
+    async def start_run(self, project: str, body: RunCreate) -> RunOut:
+        return await self._call(
+            RunOut, "POST", f"/api/v1/projects/{_segment(project)}/runs", body=body
+        )
+
+    def runs(self, project: str, page_size: int | None = None) -> AsyncIterator[RunOut]:
+        """The project's runs, newest first."""
+        return self._pages(RunOut, f"/api/v1/projects/{_segment(project)}/runs", page_size)
+
+    async def get_run(self, run_id: str) -> RunOut:
+        return await self._call(RunOut, "GET", f"/api/v1/runs/{_segment(run_id)}")
+
+    async def run_log_records(self, run_id: str, *, after_seq: int = 0) -> list[RunLogRecord]:
+        """The run's log lines after `after_seq` that the API has now."""
+        payload = await self._send(
+            "GET",
+            f"/api/v1/runs/{_segment(run_id)}/logs",
+            params={"after_seq": str(after_seq)},
+            headers={"Accept": "application/x-ndjson"},
+        )
+        return _run_log_decoder.decode_lines(payload)

@@ -122,13 +122,17 @@ def recorded_ports(data: Mapping[str, Any]) -> dict[str, int]:
     return {str(k): v for k, v in ports.items() if isinstance(v, int)}
 
 
-def admin_token(secret: str, previous: object) -> str:
-    """The previous run's admin token while it still verifies (stable for scripts), else new."""
+async def admin_token(conn: Any, secret: str, previous: object) -> str:
+    """The previous run's admin token while it still verifies and its `api_tokens` row is live
+    (stable for scripts), else a new one, recorded in that table (on `conn`, the platform's
+    database, migrated) so that the API accepts it and an operator can revoke it."""
     if isinstance(previous, str) and previous:
         with contextlib.suppress(tokens.InvalidToken):
-            if "admin" in tokens.verify(secret, previous).scopes:
+            claims = tokens.verify(secret, previous)
+            if "admin" in claims.scopes and await tokens.is_registered_and_live(conn, claims.jti):
                 return previous
-    token, _ = tokens.mint(secret, subject="admin", scopes=["admin"])
+    token, claims = tokens.mint(secret, subject="admin", scopes=["admin"])
+    await tokens.register(conn, claims, name="admin", created_by="launchdeck dev", token=token)
     return token
 
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TextIO
 
-from launchdeck.cli import commands
+from launchdeck.cli import commands, runs, schedules, templates, tokens, webhooks
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient, UnexpectedResponse
 from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
 from launchdeck.cli.output import Terminal
@@ -36,7 +36,16 @@ examples:
   launchdeck rollback blog
   launchdeck env set blog API_TOKEN s3cret --target build --target production
   launchdeck env list blog
-  launchdeck redeploy blog         (the live build again, with the current env vars)"""
+  launchdeck redeploy blog         (the live build again, with the current env vars)
+  launchdeck webhook-secret rotate blog   (a new secret and the push webhook URLs)
+  launchdeck run blog -- python manage.py clearsessions   (once, in the live release)
+  launchdeck runs blog
+  launchdeck tokens create ci --scope deploy --project blog --expires-in 86400
+  launchdeck tokens list
+  launchdeck tokens revoke TOKEN_ID
+  launchdeck audit --project blog
+  launchdeck templates create pages.json
+  launchdeck templates render pages --var business=Joe --var city=Lyon"""
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -60,6 +69,31 @@ def _add_timeout(parser: argparse.ArgumentParser, help_text: str) -> None:
         metavar="SECONDS",
         help=help_text + " (default: %(default)g)",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=runs.DEFAULT_RUN_TIMEOUT_S,
+        metavar="SECONDS",
+        help="stop it after this long (default: %(default)s)",
+    )
+    parser.add_argument("--no-wait", action="store_true", help="start it and return at once")
+
+
+def _run_words(args: argparse.Namespace) -> str:
+    """`launchdeck run` options given after the project (before `--`) apply too; the rest is
+    the command."""
+    options, words = runs.split_words(args.words)
+    if options:
+        again = argparse.ArgumentParser(prog="launchdeck run", add_help=False)
+        _add_run_options(again)
+        again.parse_args(options, namespace=args)
+    line = runs.command_line(words)
+    if not line:
+        raise SystemExit("launchdeck run: give the command after --")
+    return line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +249,79 @@ def build_parser() -> argparse.ArgumentParser:
     env_unset.add_argument("key", help="its name")
     env_list = env_sub.add_parser("list", parents=[common], help="list a project's vars")
     env_list.add_argument("project", help="project name or id")
+
+    webhook = sub.add_parser(
+        "webhook-secret",
+        help="a project's git webhook secret",
+        description="Pushes reach a project through its webhook URLs, signed with its webhook "
+        "secret. `rotate` replaces the secret (the old one stops working at once) and prints "
+        "the new one, once, with the URLs to give the git host.",
+    )
+    webhook_sub = webhook.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    webhook_rotate = webhook_sub.add_parser(
+        "rotate", parents=[common], help="make a new secret and print it with the hook URLs"
+    )
+    webhook_rotate.add_argument("project", help="project name or id")
+
+    run_cmd = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a command once in the project's live production release",
+        description="Run COMMAND once in the live production release (its sandbox and "
+        "production env vars), print its output until it ends, and exit with its exit code. "
+        "One word is run as a shell line as written ('echo $HOME && ls'); several are quoted "
+        "word by word.",
+    )
+    run_cmd.add_argument("project", help="project name or id")
+    run_cmd.add_argument(
+        "words", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="what to run"
+    )
+    _add_run_options(run_cmd)
+    runs_cmd = sub.add_parser("runs", parents=[common], help="list a project's latest runs")
+    runs_cmd.add_argument("project", help="project name or id")
+    runs_cmd.add_argument(
+        "-n", "--limit", type=int, default=20, help="how many to show (default: 20)"
+    )
+    _add_token_parsers(sub, common)
+    schedules.add_parsers(sub, common)
+    templates.add_parsers(sub, common)
     return parser
+
+
+def _add_token_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """`tokens create|list|revoke` and `audit` (the work is in `tokens`)."""
+    tokens_cmd = sub.add_parser(
+        "tokens",
+        help="API tokens (admin)",
+        description="Tokens are `admin`, or some of read/deploy/write on one project. The value "
+        "is printed once, alone on stdout; revoking takes effect within about a second.",
+    )
+    tokens_sub = tokens_cmd.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    create = tokens_sub.add_parser("create", parents=[common], help="make a token")
+    create.add_argument("name", help="what it is for (shown in listings and the audit log)")
+    create.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        required=True,
+        choices=tokens.SCOPES,
+        help="admin, or read/deploy/write (repeat for several)",
+    )
+    create.add_argument("--project", help="project name or id (required unless admin)")
+    create.add_argument(
+        "--expires-in", type=int, metavar="SECONDS", help="expire after this long (default: never)"
+    )
+    listing = tokens_sub.add_parser("list", parents=[common], help="list tokens (no values)")
+    listing.add_argument("-n", "--limit", type=int, default=100, help="at most (default: 100)")
+    revoke = tokens_sub.add_parser("revoke", parents=[common], help="revoke a token")
+    revoke.add_argument("token_id", metavar="ID", help="the token's id (from `tokens list`)")
+    audit = sub.add_parser(
+        "audit", parents=[common], help="who did what, newest first (admin, or a project's writers)"
+    )
+    audit.add_argument("--project", help="only this project (name or id)")
+    audit.add_argument("-n", "--limit", type=int, default=50, help="at most (default: 50)")
 
 
 def read_value(stdin: TextIO | None = None) -> str:
@@ -292,6 +398,42 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
             return lambda c, t: commands.env_unset(c, t, project=args.project, key=args.key)
         case "env":
             return lambda c, t: commands.env_list(c, t, project=args.project)
+        case "run":
+            line = _run_words(args)
+            return lambda c, t: runs.run(
+                c,
+                t,
+                project=args.project,
+                command=line,
+                timeout_s=args.timeout,
+                wait=not args.no_wait,
+            )
+        case "runs":
+            limit = max(1, min(args.limit, 100))
+            return lambda c, t: runs.runs_list(c, t, project=args.project, limit=limit)
+        case "webhook-secret":
+            return lambda c, t: webhooks.rotate_secret(c, t, project=args.project)
+        case "tokens" if args.tokens_command == "create":
+            return lambda c, t: tokens.tokens_create(
+                c,
+                t,
+                name=args.name,
+                scopes=args.scopes,
+                project=args.project,
+                expires_in=args.expires_in,
+            )
+        case "tokens" if args.tokens_command == "list":
+            limit = max(1, min(args.limit, 200))
+            return lambda c, t: tokens.tokens_list(c, t, limit=limit)
+        case "tokens":
+            return lambda c, t: tokens.tokens_revoke(c, t, token_id=args.token_id)
+        case "schedules":
+            return schedules.command(args)
+        case "templates":
+            return templates.command(args)
+        case "audit":
+            limit = max(1, min(args.limit, 200))
+            return lambda c, t: tokens.audit(c, t, project=args.project, limit=limit)
     raise AssertionError(f"unhandled command {args.command}")
 
 

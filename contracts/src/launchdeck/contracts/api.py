@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from launchdeck.contracts.messages import AppKind, EnvTarget, LogStream
-from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
 
 T = TypeVar("T")
 
@@ -91,6 +91,8 @@ class ProjectCreate(
     branch: GitRef = "main"
     build: BuildSettings = BuildSettings()
     domains: Annotated[list[Hostname], Meta(max_length=100)] = []
+    # Whether a tag pushed to the repository builds (webhooks; a preview build of its commit).
+    build_tags: bool = False
 
 
 class ProjectUpdate(
@@ -103,6 +105,7 @@ class ProjectUpdate(
     branch: GitRef | UnsetType = UNSET
     build: BuildSettings | UnsetType = UNSET
     domains: Annotated[list[Hostname], Meta(max_length=100)] | UnsetType = UNSET
+    build_tags: bool | UnsetType = UNSET
 
 
 class BuildCreate(
@@ -177,6 +180,7 @@ class ProjectOut(msgspec.Struct, kw_only=True, frozen=True):
     domains: list[str]
     created_at: datetime
     updated_at: datetime
+    build_tags: bool = False  # a pushed tag builds (webhooks)
 
 
 class ProjectCreated(ProjectOut, kw_only=True, frozen=True):
@@ -311,3 +315,321 @@ class Readiness(msgspec.Struct, kw_only=True, frozen=True):
 
     status: Literal["ready", "unavailable"]
     checks: dict[str, str]
+
+
+# --- API tokens and the audit log ---------------------------------------------------------------
+
+TOKEN_SCOPES = ("read", "deploy", "write")
+TokenScope = Literal["admin", "read", "deploy", "write"]
+# The longest lifetime a token may be given (about five years); none at all means no expiry.
+TOKEN_MAX_EXPIRES_IN_S = 5 * 365 * 24 * 3600
+TokenName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
+
+
+class TokenCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """`POST /api/v1/tokens` (admin): `scopes` is `["admin"]`, or some of `read`, `deploy`,
+    `write` on one project (`project_id`: its id or name; required unless admin, refused with
+    admin). `expires_in`: seconds from now (none: the token does not expire)."""
+
+    name: TokenName
+    scopes: Annotated[list[TokenScope], Meta(min_length=1, max_length=3)]
+    project_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
+    expires_in: Annotated[int, Meta(ge=1, le=TOKEN_MAX_EXPIRES_IN_S)] | None = None
+
+
+class TokenOut(msgspec.Struct, kw_only=True, frozen=True):
+    """A token as listed: never its value."""
+
+    id: uuid.UUID
+    name: str
+    scopes: list[str]
+    project_id: uuid.UUID | None
+    created_by: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenCreated(msgspec.Struct, kw_only=True, frozen=True):
+    """`POST /api/v1/tokens` → 201: the only response that shows the token's value."""
+
+    id: uuid.UUID
+    token: str
+    name: str
+    scopes: list[str]
+    project_id: uuid.UUID | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class AuditEntryOut(msgspec.Struct, kw_only=True, frozen=True):
+    """One audit log entry: who (token id and name; `webhook:<host>` for git pushes) did
+    `action` (`project.update`, `build.create`, `token.revoke`, …) to `target`, when."""
+
+    id: uuid.UUID
+    at: datetime
+    token_id: uuid.UUID | None
+    token_name: str
+    action: str
+    project_id: uuid.UUID | None
+    target: str | None
+    detail: dict[str, Any]  # `Any`, not `object`: msgspec has a JSON Schema for it (OpenAPI)
+    request_id: str | None
+
+
+# --- schedules --------------------------------------------------------------------------------
+# A schedule's action is a tagged union on "type": adding one (a `generation` action comes with
+# the generator) is one more Struct with its own tag, added to `ScheduleAction`; clients that do
+# not know a tag get a 422 naming `action.type`, never a silently different action.
+
+ScheduleName = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_CONTROL)]
+# Five fields (minute hour day-of-month month day-of-week), as croniter reads them; the control-api
+# checks the fields.
+CronExpression = Annotated[
+    str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL, examples=["*/5 * * * *"])
+]
+# An IANA time zone name (`Europe/Paris`); the control-api checks it exists.
+TimeZoneName = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=NO_CONTROL, examples=["Europe/Paris"])
+]
+HttpTimeoutSeconds = Annotated[int, Meta(ge=1, le=300)]
+ScheduleOutcomeStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "skipped"]
+
+
+class BuildAction(
+    msgspec.Struct,
+    tag="build",
+    tag_field="type",
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+):
+    """Build `ref` (default: the project branch) and deploy it, as `POST …/builds` would."""
+
+    ref: GitRef | None = None
+    deploy: bool = True
+    environment: Environment | None = None
+
+
+class CommandAction(
+    msgspec.Struct,
+    tag="command",
+    tag_field="type",
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+):
+    """Run `command` once in the project's live production release (a run, with its log).
+    One run at a time per schedule unless `allow_overlap`: a tick that comes while the previous
+    run is still queued or running is skipped."""
+
+    command: Command
+    timeout_s: TimeoutSeconds = 600
+    allow_overlap: bool = False
+
+
+class HttpAction(
+    msgspec.Struct,
+    tag="http",
+    tag_field="type",
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+):
+    """Call `path` of the project's live production app through the edge; a 2xx answer
+    within `timeout_s` succeeds."""
+
+    path: UrlPath
+    method: Literal["GET", "POST"] = "POST"
+    timeout_s: HttpTimeoutSeconds = 30
+
+
+ScheduleAction = BuildAction | CommandAction | HttpAction
+
+
+class ScheduleCreate(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`POST /api/v1/projects/{id}/schedules`."""
+
+    name: ScheduleName
+    cron: CronExpression
+    action: ScheduleAction
+    timezone: TimeZoneName = "UTC"
+    enabled: bool = True
+
+
+class ScheduleUpdate(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`PATCH /api/v1/schedules/{id}`: only the fields present change; `action` is replaced
+    as a whole. A change of `cron`, `timezone` or `enabled` computes the next tick from now."""
+
+    name: ScheduleName | UnsetType = UNSET
+    cron: CronExpression | UnsetType = UNSET
+    timezone: TimeZoneName | UnsetType = UNSET
+    enabled: bool | UnsetType = UNSET
+    action: ScheduleAction | UnsetType = UNSET
+
+
+class ScheduleOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    """What the last fired tick did. `status` follows its build or run to the end (`queued`,
+    `running`, then `succeeded`, `failed` or `cancelled`); `skipped` when it was not fired;
+    `missed_ticks`: earlier ticks that were due too (an outage) and were made once with it."""
+
+    status: ScheduleOutcomeStatus
+    detail: str | None
+    tick_at: datetime
+    fired_at: datetime
+    missed_ticks: int = 0
+    build_id: uuid.UUID | None = None
+    run_id: uuid.UUID | None = None
+
+
+class ScheduleOut(msgspec.Struct, kw_only=True, frozen=True):
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    action: ScheduleAction
+    next_run_at: datetime | None  # null while disabled
+    last_run_at: datetime | None
+    last_outcome: ScheduleOutcome | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- runs -------------------------------------------------------------------------------------
+
+
+class RunCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """`POST /api/v1/projects/{id}/runs`: run `command` (a shell line, as in a Procfile) once in
+    the project's live production release, for at most `timeout_s` seconds."""
+
+    command: Command
+    timeout_s: TimeoutSeconds = 600
+
+
+class RunOut(msgspec.Struct, kw_only=True, frozen=True):
+    """A run: `queued`, `running` (in release `build_id` of deployment `deployment_id`), then
+    `succeeded` (exit code 0), `failed` (`error` says why: `exited with code 3`, `timed out after
+    60 s`, `no live release of … to run in`) or `cancelled` (on request). `schedule_id`: the
+    schedule that started it, null when started by hand."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    schedule_id: uuid.UUID | None
+    command: str
+    status: RunStatus
+    exit_code: int | None
+    error: str | None
+    timeout_s: int
+    deployment_id: uuid.UUID | None
+    build_id: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    # When a cancel was asked for (`POST /api/v1/runs/{id}/cancel`): a running run ends
+    # `cancelled` once the deploy-engine has stopped it.
+    cancel_requested_at: datetime | None = None
+
+
+class RunLogRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of `GET /api/v1/runs/{id}/logs` as NDJSON."""
+
+    run_id: str
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+
+
+# --- prompt templates (`/api/v1/templates`) ---
+
+# The same bounds as `launchdeck.libs.prompts` (tests/libs/test_prompts.py checks they agree).
+TEMPLATE_MAX_STEPS = 20
+PROMPT_MAX_CHARS = 64 * 1024
+# A step's name is how later steps refer to its output (`{{ steps.outline.output }}`): an
+# identifier, so Jinja's dotted access reaches it.
+STEP_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TemplateName = Annotated[
+    str, Meta(pattern=printable(SLUG_PATTERN), description="slug, unique; a template's id too")
+]
+StepName = Annotated[
+    str, Meta(pattern=STEP_NAME_PATTERN, description="an identifier, unique in the template")
+]
+# A prompt is text over several lines: only NUL (which PostgreSQL refuses) is kept out.
+PromptText = Annotated[str, Meta(min_length=1, max_length=PROMPT_MAX_CHARS, pattern=r"^[^\x00]*$")]
+StepOutput = Literal["text", "json"]
+
+
+class TemplateStep(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One step: a Jinja2 prompt (sandboxed; undefined variables are errors) that sees the
+    item's variables and `steps.<earlier step>.output`; the model's answer is `text`, or `json`
+    valid against `schema` (a JSON Schema, Draft 2020-12, required for `json` and refused for
+    `text`)."""
+
+    name: StepName
+    prompt: PromptText
+    output: StepOutput = "text"
+    schema: dict[str, Any] | None = None
+
+
+TemplateSteps = Annotated[list[TemplateStep], Meta(min_length=1, max_length=TEMPLATE_MAX_STEPS)]
+
+
+class TemplateCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """`POST /api/v1/templates`: version 1 of a new template."""
+
+    name: TemplateName
+    steps: TemplateSteps
+
+
+class TemplateUpdate(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`PUT /api/v1/templates/{id}`: the next version (versions never change). `name` may be
+    sent (the create body as is) but must be the template's own."""
+
+    steps: TemplateSteps
+    name: TemplateName | UnsetType = UNSET
+
+
+class TemplateOut(msgspec.Struct, kw_only=True, frozen=True):
+    """A template at one version (the latest unless asked otherwise); `versions`: every version
+    number it has, oldest first; `created_at`/`created_by`: of this version (the token's name)."""
+
+    id: uuid.UUID
+    name: str
+    version: int
+    steps: list[TemplateStep]
+    versions: list[int]
+    created_at: datetime
+    created_by: str | None
+
+
+class TemplateRender(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """`POST /api/v1/templates/{id}/render`: a dry run with one item's `variables` (the latest
+    version unless `version` is given). No model is called: an earlier step's output is a
+    placeholder (for `json`, a value of its schema's shape)."""
+
+    variables: dict[str, Any] = {}
+    version: Annotated[int, Meta(ge=1, le=2**31 - 1)] | None = None
+
+
+class RenderedStepOut(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    output: StepOutput
+    prompt: str
+
+
+class TemplateRendered(msgspec.Struct, kw_only=True, frozen=True):
+    template_id: uuid.UUID
+    name: str
+    version: int
+    steps: list[RenderedStepOut]

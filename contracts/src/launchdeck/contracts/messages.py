@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
 
 LogStream = Literal["stdout", "stderr", "system"]
 AppKind = Literal["static", "process"]
@@ -136,6 +136,19 @@ class UndeployRequested(Message, kw_only=True, frozen=True):
     requested_at: datetime | None = None
 
 
+class RunRequested(Message, kw_only=True, frozen=True):
+    """`ld.jobs.run`: run `command` once in the project's live production release (its
+    sandbox, its production env vars), for at most `timeout_s` seconds. `Nats-Msg-Id`: the
+    run id."""
+
+    run_id: str
+    project_id: str
+    project_name: str
+    command: str
+    timeout_s: int
+    requested_at: datetime | None = None
+
+
 # --- events -----------------------------------------------------------------------------------
 
 
@@ -177,6 +190,24 @@ class DeploymentStatusChanged(Message, kw_only=True, frozen=True):
     at: datetime
 
 
+class RunStatusChanged(Message, kw_only=True, frozen=True):
+    """`ld.events.run.<project>.<run>`: a run moved to `status` (`running` once its process
+    started in release `deployment_id`/`build_id`; then `succeeded`, `failed` or `cancelled`).
+    `exit_code` is the process's own (None when it never started, was killed or timed out);
+    `error` says why it failed, for people (`exited with code 3`, `timed out after 60 s`).
+    `attempt` counts deliveries of its command, as a build's does."""
+
+    run_id: str
+    project_id: str
+    status: RunStatus
+    attempt: int = 1
+    exit_code: int | None = None
+    error: str | None = None
+    deployment_id: str | None = None
+    build_id: str | None = None
+    at: datetime
+
+
 # --- logs -------------------------------------------------------------------------------------
 
 
@@ -200,6 +231,18 @@ class LogBatch(Message, kw_only=True, frozen=True):
     lines: list[LogLine] = []
     eof: bool = False
     status: BuildStatus | None = None
+
+
+class RunLogBatch(Message, kw_only=True, frozen=True):
+    """`ld.logs.run.<run>`: consecutive lines of one run (the `LogLine`s of a build log, secret
+    values masked); `eof` marks the log's end and carries the run's final `status`.
+    `Nats-Msg-Id`: `<run>:<attempt>:<first seq>` (`eof` for the last batch)."""
+
+    run_id: str
+    attempt: int = 1
+    lines: list[LogLine] = []
+    eof: bool = False
+    status: RunStatus | None = None
 
 
 # --- app logs ---------------------------------------------------------------------------------
@@ -259,5 +302,15 @@ class BuildCancelRequested(Message, kw_only=True, frozen=True):
     running it that missed this message finds the mark when it next looks (every few seconds)."""
 
     build_id: str
+    project_id: str
+    requested_at: datetime | None = None
+
+
+class RunCancelRequested(Message, kw_only=True, frozen=True):
+    """The value of a cancelled run's key (its id) in the `cancellations` KV bucket, written by
+    the control-api on `POST /api/v1/runs/{id}/cancel`: the deploy-engine drops the run if it
+    has not started it, or stops it (its whole process group) within a second if it runs."""
+
+    run_id: str
     project_id: str
     requested_at: datetime | None = None

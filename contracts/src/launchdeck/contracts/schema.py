@@ -26,6 +26,10 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     messages.EnvRequest,
     messages.EnvReply,
     messages.BuildCancelRequested,
+    messages.RunRequested,
+    messages.RunStatusChanged,
+    messages.RunLogBatch,
+    messages.RunCancelRequested,
 )
 
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / "schema"

@@ -46,3 +46,15 @@ DEPLOYMENT_RANK: dict[DeploymentStatus, int] = {
 }
 
 Environment = Literal["production", "preview"]
+
+# A run: one command of a project's live release run once (by hand or by a schedule).
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+RUN_FINISHED: frozenset[RunStatus] = frozenset({"succeeded", "failed", "cancelled"})
+RUN_ACTIVE: frozenset[RunStatus] = frozenset({"queued", "running"})
+RUN_RANK: dict[RunStatus, int] = {
+    "queued": 0,
+    "running": 1,
+    "succeeded": 2,
+    "failed": 2,
+    "cancelled": 2,
+}

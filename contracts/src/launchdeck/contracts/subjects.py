@@ -13,6 +13,7 @@ SUBJECT_BUILD_JOBS = "ld.jobs.build"
 STREAM_DEPLOYS = "DEPLOYS"
 SUBJECT_DEPLOY_JOBS = "ld.jobs.deploy"
 SUBJECT_UNDEPLOY_JOBS = "ld.jobs.undeploy"  # same stream, its own consumer
+SUBJECT_RUN_JOBS = "ld.jobs.run"  # same stream, its own consumer: one-off runs (RunRequested)
 
 STREAM_GENERATIONS = "GENERATIONS"
 SUBJECT_GENERATION_JOBS = "ld.jobs.generate"
@@ -23,12 +24,14 @@ SUBJECT_EVENTS_ALL = "ld.events.>"
 SUBJECT_BUILD_EVENTS_PREFIX = "ld.events.build"
 SUBJECT_DEPLOYMENT_EVENTS_PREFIX = "ld.events.deployment"
 SUBJECT_GENERATION_EVENTS_PREFIX = "ld.events.generation"
+SUBJECT_RUN_EVENTS_PREFIX = "ld.events.run"
 
 # --- logs -------------------------------------------------------------------------------
 STREAM_LOGS = "LOGS"
 SUBJECT_LOGS_ALL = "ld.logs.>"
 SUBJECT_BUILD_LOGS_PREFIX = "ld.logs.build"
 SUBJECT_APP_LOGS_PREFIX = "ld.logs.app"
+SUBJECT_RUN_LOGS_PREFIX = "ld.logs.run"
 
 # --- request/reply and control (core NATS, never stored) -----------------------------------
 SUBJECT_ENV_REQUESTS = "ld.rpc.env"  # EnvRequest → EnvReply, served by the control-api
@@ -41,6 +44,7 @@ ADVISORY_MAX_DELIVERIES_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 CONSUMER_BUILD_WORKERS = "build-workers"
 CONSUMER_DEPLOY_ENGINES = "deploy-engines"
 CONSUMER_UNDEPLOY_ENGINES = "deploy-engines-undeploy"
+CONSUMER_RUN_ENGINES = "deploy-engines-run"
 CONSUMER_GENERATORS = "generators"
 CONSUMER_CONTROL_API_EVENTS = "control-api-events"
 
@@ -51,7 +55,7 @@ QUEUE_CONTROL_API = "control-api"
 OBJECT_STORE_ARTIFACTS = "artifacts"
 OBJECT_STORE_EXPORTS = "exports"
 KV_LEASES = "leases"
-KV_CANCELLATIONS = "cancellations"  # build id → cancelled, for builds cancelled while queued
+KV_CANCELLATIONS = "cancellations"  # build or run id → its cancel request (a mark)
 
 # --- service names: NATS connection names, and micro-service names (nats micro ls) ---------------
 # The control-api serves HTTP; its name only labels its NATS connection.
@@ -80,7 +84,18 @@ def project_events_filter(project_id: str) -> list[str]:
     return [
         f"{SUBJECT_BUILD_EVENTS_PREFIX}.{project_id}.*",
         f"{SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.{project_id}.*",
+        f"{SUBJECT_RUN_EVENTS_PREFIX}.{project_id}.*",
     ]
+
+
+def run_event_subject(project_id: str, run_id: str) -> str:
+    """`ld.events.run.<project>.<run>`: status changes of one run (`RunStatusChanged`)."""
+    return f"{SUBJECT_RUN_EVENTS_PREFIX}.{project_id}.{run_id}"
+
+
+def run_log_subject(run_id: str) -> str:
+    """`ld.logs.run.<run>`: every log batch of one run (`RunLogBatch`), in order."""
+    return f"{SUBJECT_RUN_LOGS_PREFIX}.{run_id}"
 
 
 def generation_event_subject(job_id: str) -> str:

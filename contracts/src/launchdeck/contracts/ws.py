@@ -1,20 +1,29 @@
 """The WebSocket protocol of SPEC §4: client requests, server frames and channel names.
 
 Client → server (multiplexed `/api/v1/ws` only):
-  {"type": "subscribe", "channel": "build:<id>:logs", "from_seq": N}
+  {"type": "subscribe", "channel": "build:<id>:logs", "from_seq": N, "batch": true | N}
   {"type": "subscribe", "channel": "project:<id or name>:events"}
   {"type": "subscribe", "channel": "project:<id or name>:logs", "tail": N, "from_cursor": C}
   {"type": "subscribe", "channel": "generation:<id>"}
+  {"type": "subscribe", "channel": "run:<id>:logs", "from_seq": N}
   {"type": "unsubscribe", "channel": "..."}
 Server → client:
   {"type": "log", "build_id", "seq", "ts", "stream", "line", "channel"?}
+  {"type": "logs", "build_id", "lines": [{"seq", "ts", "stream", "line"}, ...], "channel"?}
   {"type": "app_log", "project_id", "deployment_id", "process", "seq", "ts", "stream", "line",
    "cursor", "channel"?}
   {"type": "end", "build_id", "status", "channel"?}
+  {"type": "run_log", "run_id", "seq", "ts", "stream", "line", "channel"}
+  {"type": "run_end", "run_id", "status", "channel"}
   {"type": "event", "channel", "kind", "event": {...}}
   {"type": "subscribed" | "unsubscribed", "channel"}
   {"type": "error", "message", "channel"?}
 `channel` is left out on the single-build endpoint, where there is only one.
+
+`logs` (batched) frames are opt-in (`"batch"` in the subscribe message, `?batch=` on the
+single-build endpoint): a viewer that asked for them gets every build log line in one, carrying
+the lines already waiting for its socket (one line when it keeps up, more when it is behind; a
+line is never held back to fill a frame). Without it every line is its own `log` frame.
 
 The control-api encodes with these types and the CLI decodes with them (`decode_frame`).
 """
@@ -28,7 +37,7 @@ import msgspec
 
 from launchdeck.contracts.api import NO_CONTROL
 from launchdeck.contracts.messages import LogStream
-from launchdeck.contracts.statuses import BuildStatus
+from launchdeck.contracts.statuses import BuildStatus, RunStatus
 
 # --- client requests --------------------------------------------------------------------------
 
@@ -42,14 +51,32 @@ LogSeq = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 # How many recent lines of a running app a viewer gets before the live ones.
 AppLogTail = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
 
+# Batched log frames: at most this many lines in one `logs` frame (`true`: the default).
+MAX_BATCH_LINES = 10_000
+DEFAULT_BATCH_LINES = 1_000
+# `false`/0: one `log` frame per line; `true`/1: `logs` frames of up to DEFAULT_BATCH_LINES;
+# N >= 2: up to N lines per frame.
+BatchOption = bool | Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH_LINES)]
+
+
+def batch_limit(option: BatchOption) -> int:
+    """Lines per frame a `batch` option asks for: 0 for single-line `log` frames."""
+    if option is True or option == 1:
+        return DEFAULT_BATCH_LINES
+    if option is False:
+        return 0
+    return int(option)
+
 
 class Subscribe(msgspec.Struct, tag_field="type", tag="subscribe", frozen=True, kw_only=True):
     """`from_seq`: a build log's first line. For `project:<id>:logs` (a running app's lines):
     `tail` recent lines first (default 100; 0: only new ones), or everything from `from_cursor`
-    (an `app_log` frame's `cursor`: how a viewer cut off as too slow resumes)."""
+    (an `app_log` frame's `cursor`: how a viewer cut off as too slow resumes). `batch` (build
+    logs): `logs` frames instead of one `log` frame per line (see the module docstring)."""
 
     channel: ChannelName
     from_seq: LogSeq = 1
+    batch: BatchOption = False
     tail: AppLogTail | None = None
     from_cursor: LogSeq | None = None
 
@@ -63,7 +90,7 @@ ClientMessage = Subscribe | Unsubscribe
 
 # --- server frames ------------------------------------------------------------------------------
 
-EventKind = Literal["build", "deployment", "generation"]
+EventKind = Literal["build", "deployment", "generation", "run"]
 
 
 class _Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True, omit_defaults=True):
@@ -76,6 +103,24 @@ class LogFrame(_Frame, tag="log", frozen=True, kw_only=True, omit_defaults=True)
     ts: datetime
     stream: LogStream
     line: str
+    channel: str | None = None
+
+
+class LogEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a `logs` frame: a `log` frame's fields without the build."""
+
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+
+
+class LogsFrame(_Frame, tag="logs", frozen=True, kw_only=True, omit_defaults=True):
+    """Consecutive lines of a build's log (seq ascending, none skipped), for a viewer that
+    opted into batches; never empty."""
+
+    build_id: str
+    lines: list[LogEntry]
     channel: str | None = None
 
 
@@ -103,6 +148,25 @@ class EndFrame(_Frame, tag="end", frozen=True, kw_only=True, omit_defaults=True)
     channel: str | None = None
 
 
+class RunLogFrame(_Frame, tag="run_log", frozen=True, kw_only=True, omit_defaults=True):
+    """One line of a run's log (`run:<id>:logs`); `seq` per run, from 1, never repeated."""
+
+    run_id: str
+    seq: int
+    ts: datetime
+    stream: LogStream
+    line: str
+    channel: str | None = None
+
+
+class RunEndFrame(_Frame, tag="run_end", frozen=True, kw_only=True, omit_defaults=True):
+    """The run's log is complete; `status` its final status (null when unknown)."""
+
+    run_id: str
+    status: RunStatus | None
+    channel: str | None = None
+
+
 class EventFrame(_Frame, tag="event", frozen=True, kw_only=True, omit_defaults=True):
     channel: str
     kind: EventKind
@@ -125,8 +189,11 @@ class ErrorFrame(_Frame, tag="error", frozen=True, kw_only=True, omit_defaults=T
 
 Frame = (
     LogFrame
+    | LogsFrame
     | AppLogFrame
     | EndFrame
+    | RunLogFrame
+    | RunEndFrame
     | EventFrame
     | SubscribedFrame
     | UnsubscribedFrame
@@ -172,3 +239,8 @@ def project_logs_channel(project: str) -> str:
 
 def generation_channel(job_id: str) -> str:
     return f"generation:{job_id}"
+
+
+def run_logs_channel(run_id: str) -> str:
+    """A run's log lines (`RunLogFrame`), from `from_seq`, then `RunEndFrame`."""
+    return f"run:{run_id}:logs"

@@ -153,6 +153,10 @@ class ConsumerSpec(Generic[T]):
     ack_wait_s: float = 30.0
     max_deliver: int = 3
     retry_delay_s: float = 2.0
+    # The delay grows with each delivery up to this cap: after a long outage of a dependency
+    # (Postgres for the events consumer, whose deliveries are unlimited) work resumes within
+    # this long of its return instead of minutes later.
+    max_retry_delay_s: float = 30.0
     # The watchdog: an attempt without progress for this long is cancelled and redelivered.
     # None: no watchdog (the handler must bound every wait itself).
     stall_timeout_s: float | None = None
@@ -276,7 +280,9 @@ async def settle(msg: Msg, outcome: Outcome, spec: ConsumerSpec[T], delivery: De
             if outcome is Outcome.ACK:
                 await msg.ack_sync()
             elif outcome is Outcome.RETRY:
-                await msg.nak(delay=spec.retry_delay_s * delivery.num_delivered)
+                await msg.nak(
+                    delay=min(spec.retry_delay_s * delivery.num_delivered, spec.max_retry_delay_s)
+                )
             else:
                 await msg.term()
         except TRANSIENT_ERRORS as exc:

@@ -115,8 +115,10 @@ def _control_api() -> ServiceAccess:
             s.SUBJECT_BUILD_JOBS,
             s.SUBJECT_DEPLOY_JOBS,
             s.SUBJECT_UNDEPLOY_JOBS,
+            s.SUBJECT_RUN_JOBS,
             f"{s.SUBJECT_BUILD_EVENTS_PREFIX}.>",
             f"{s.SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.>",
+            f"{s.SUBJECT_RUN_EVENTS_PREFIX}.>",
             # The eof batch of a log whose worker died (abandoned jobs, the log sweep), or of
             # a build cancelled while queued.
             f"{s.SUBJECT_BUILD_LOGS_PREFIX}.>",
@@ -124,12 +126,28 @@ def _control_api() -> ServiceAccess:
             # every worker (core NATS).
             f"$KV.{s.KV_CANCELLATIONS}.>",
             s.SUBJECT_BUILD_CANCEL,
+            # The scheduler's lease (`libs.lease`, key `scheduler`): created, renewed and
+            # deleted by writes to its key, read with MSG.GET (the bucket has no direct get).
+            f"$KV.{s.KV_LEASES}.>",
+            *_stream_api("MSG.GET", f"KV_{s.KV_LEASES}"),
             # Provisioning at start (`libs.provisioning`); /ready asks for stream info.
             *_stream_api("INFO", *streams),
             *_stream_api("CREATE", *streams),
             *_stream_api("UPDATE", *streams),
             # The EVENTS consumer.
             *_durable_consumer(s.STREAM_EVENTS, s.CONSUMER_CONTROL_API_EVENTS),
+            # /metrics: each durable consumer's backlog (num_pending, num_ack_pending).
+            *(
+                f"{API}.CONSUMER.INFO.{stream}.{durable}"
+                for stream, durable in (
+                    (s.STREAM_BUILDS, s.CONSUMER_BUILD_WORKERS),
+                    (s.STREAM_DEPLOYS, s.CONSUMER_DEPLOY_ENGINES),
+                    (s.STREAM_DEPLOYS, s.CONSUMER_UNDEPLOY_ENGINES),
+                    (s.STREAM_DEPLOYS, s.CONSUMER_RUN_ENGINES),
+                    (s.STREAM_GENERATIONS, s.CONSUMER_GENERATORS),
+                    (s.STREAM_EVENTS, s.CONSUMER_CONTROL_API_EVENTS),
+                )
+            ),
             # Log readers (build logs and apps' logs): an ordered consumer per reader (flow
             # control answered on $JS.FC), and the newest batch of a build.
             f"{API}.CONSUMER.CREATE.{s.STREAM_LOGS}",
@@ -208,8 +226,10 @@ def _build_worker() -> ServiceAccess:
 
 def _deploy_engine() -> ServiceAccess:
     artifacts = object_stream(s.OBJECT_STORE_ARTIFACTS)
-    # LOGS too: the apps' output is stored there (waited for at start like the others).
-    streams = (s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS, artifacts)
+    cancellations = f"KV_{s.KV_CANCELLATIONS}"
+    # LOGS too: the apps' output is stored there (waited for at start like the others);
+    # the `cancellations` bucket: whether a run was cancelled.
+    streams = (s.STREAM_DEPLOYS, s.STREAM_EVENTS, s.STREAM_LOGS, artifacts, cancellations)
     return ServiceAccess(
         service=s.SERVICE_DEPLOY_ENGINE,
         user="deploy-engine",
@@ -219,14 +239,20 @@ def _deploy_engine() -> ServiceAccess:
             s.SUBJECT_ENV_REQUESTS,
             # The output of the apps it runs (`AppLogBatch`, LOGS stream).
             f"{s.SUBJECT_APP_LOGS_PREFIX}.>",
+            # One-off runs: their status events and their output (`RunLogBatch`).
+            f"{s.SUBJECT_RUN_EVENTS_PREFIX}.>",
+            f"{s.SUBJECT_RUN_LOGS_PREFIX}.>",
             *_stream_api("INFO", *streams),
             *_durable_consumer(s.STREAM_DEPLOYS, s.CONSUMER_DEPLOY_ENGINES),
             *_durable_consumer(s.STREAM_DEPLOYS, s.CONSUMER_UNDEPLOY_ENGINES),
+            *_durable_consumer(s.STREAM_DEPLOYS, s.CONSUMER_RUN_ENGINES),
             # Artifact downloads (`libs.objects.download`): the object's metadata, then its
             # chunks through an ephemeral pull consumer of its own.
             *_stream_api("MSG.GET", artifacts),
             f"{API}.CONSUMER.CREATE.{artifacts}.>",
             f"{API}.CONSUMER.MSG.NEXT.{artifacts}.*",
+            # Whether a run was cancelled (its key in the `cancellations` bucket): read only.
+            *_stream_api("MSG.GET", cancellations),
         ),
         subscribe=tuple(_micro(s.SERVICE_DEPLOY_ENGINE)),
         streams=streams,

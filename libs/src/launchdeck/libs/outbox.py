@@ -49,6 +49,15 @@ async def enqueue(
     return row_id
 
 
+def _alive(conn: Any) -> bool:
+    """Whether a pool connection still works: one whose server went away is closed, or already
+    detached by the pool (asyncpg then refuses every call on it)."""
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:
+        return False
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -71,13 +80,16 @@ class OutboxRelay:
         """Relay until cancelled (or until the NATS connection is closed for good)."""
         nc = client_of(self._js)
         outage = Outage("outbox relay")
-        listener = await self._pool.acquire()
+        listener = await self._listen(None)
         try:
-            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
             while True:
                 self._wake.clear()
                 await wait_connected(nc)
                 try:
+                    if listener is None or not _alive(listener):
+                        # Postgres restarted under us: LISTEN again (until then, the poll).
+                        dead, listener = listener, None
+                        listener = await self._listen(dead)
                     published = await self.relay_once()
                 except (OSError, asyncpg.PostgresError) as exc:
                     outage.failed(exc)
@@ -89,10 +101,26 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
         finally:
-            try:
-                await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            finally:
-                await self._pool.release(listener)
+            if listener is not None:
+                try:
+                    if _alive(listener):
+                        await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                finally:
+                    await self._pool.release(listener)
+
+    async def _listen(self, previous: Any | None) -> Any:
+        """A pool connection LISTENing for new rows, in place of `previous` (a dead one)."""
+        if previous is not None:
+            with contextlib.suppress(Exception):  # dead already: the pool replaces it
+                await self._pool.release(previous)
+        listener = await self._pool.acquire()
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        except BaseException:
+            await self._pool.release(listener)
+            raise
+        self._wake.set()  # rows may have come while nobody listened
+        return listener
 
     async def relay_once(self) -> int:
         """Publish one batch of pending rows; return how many were published."""

@@ -77,7 +77,9 @@ def stream_configs(
 
     return [
         work_queue(s.STREAM_BUILDS, s.SUBJECT_BUILD_JOBS),
-        work_queue(s.STREAM_DEPLOYS, s.SUBJECT_DEPLOY_JOBS, s.SUBJECT_UNDEPLOY_JOBS),
+        work_queue(
+            s.STREAM_DEPLOYS, s.SUBJECT_DEPLOY_JOBS, s.SUBJECT_UNDEPLOY_JOBS, s.SUBJECT_RUN_JOBS
+        ),
         work_queue(s.STREAM_GENERATIONS, s.SUBJECT_GENERATION_JOBS),
         StreamConfig(
             name=s.STREAM_EVENTS,

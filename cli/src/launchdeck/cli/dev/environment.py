@@ -23,6 +23,9 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient
 from launchdeck.cli.dev.banner import banner
@@ -191,7 +194,7 @@ class DevEnvironment:
         info = DevInfo(
             api_url=f"http://127.0.0.1:{ports.api}",
             edge_url=f"http://localhost:{ports.edge}",
-            admin_token=admin_token(secret, previous.get("admin_token")),
+            admin_token=await self._admin_token(database_url, secret, previous),
             database_url=database_url,
             nats_url=nats_url,
             state_dir=str(state),
@@ -249,6 +252,15 @@ class DevEnvironment:
         )
         stack.push_async_callback(self._stop, "NATS", nats.stop)
         return nats
+
+    async def _admin_token(
+        self, database_url: str, secret: str, previous: Mapping[str, Any]
+    ) -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await admin_token(conn, secret, previous.get("admin_token"))
+        finally:
+            await conn.close()
 
     async def _migrate(self, control_api_env: Mapping[str, str]) -> bool:
         argv = [sys.executable, "-m", "launchdeck.control_api", "migrate"]

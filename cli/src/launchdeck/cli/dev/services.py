@@ -88,6 +88,8 @@ def service_specs(
             "LAUNCHDECK_API_HOST": "127.0.0.1",
             "LAUNCHDECK_API_PORT": str(ports.api),
             "LAUNCHDECK_BASE_DOMAIN": "localhost",  # the edge's: domains under it are refused
+            # Where scheduled HTTP actions reach the live apps (the deploy-engine's Caddy).
+            "LAUNCHDECK_EDGE_URL": f"http://127.0.0.1:{ports.edge}",
         },
         "build-worker": {
             "LAUNCHDECK_BUILD_DIR": str(state / "builds"),

@@ -14,19 +14,33 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from launchdeck.control_api.api.auth import auth_middleware
+from launchdeck.control_api.api.audit import audit_middleware, setup_audit_routes
+from launchdeck.control_api.api.auth import auth_middleware, setup_token_checks
 from launchdeck.control_api.api.builds import setup_build_routes
 from launchdeck.control_api.api.deployments import setup_deployment_routes
 from launchdeck.control_api.api.env import setup_env_routes
+from launchdeck.control_api.api.hooks import setup_hook_routes
+from launchdeck.control_api.api.json_io import MAX_BODY_BYTES
 from launchdeck.control_api.api.keys import JS, KEYRING, METRICS, NC, POOL, SETTINGS
 from launchdeck.control_api.api.logs import setup_log_routes
 from launchdeck.control_api.api.observe import observe_middleware
+from launchdeck.control_api.api.openapi import setup_openapi_routes
+from launchdeck.control_api.api.page_cache import (
+    BUILD_PAGES,
+    page_cache_middleware,
+    setup_page_cache,
+)
 from launchdeck.control_api.api.problems import problems_middleware
 from launchdeck.control_api.api.projects import setup_project_routes
+from launchdeck.control_api.api.runs import setup_run_routes
+from launchdeck.control_api.api.schedules import setup_schedule_routes
 from launchdeck.control_api.api.system import setup_system_routes
+from launchdeck.control_api.api.templates import setup_template_routes
+from launchdeck.control_api.api.tokens import setup_token_routes
 from launchdeck.control_api.consumers.advisories import MaxDeliveriesWatcher
 from launchdeck.control_api.consumers.env_requests import EnvRequestServer
 from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.consumers.scheduler import Scheduler
 from launchdeck.control_api.consumers.stuck_jobs import StuckJobsSweeper
 from launchdeck.control_api.domain.abandoned_jobs import Deadlines
 from launchdeck.control_api.domain.sealing import KeyRing
@@ -38,8 +52,8 @@ from launchdeck.control_api.ws.routes import setup_ws_routes
 from launchdeck.libs.outbox import OutboxRelay
 
 # The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
-# sweeper, stuck-jobs sweeper, pruner, env requests server): `main` watches them and exits when
-# one dies, so the process supervisor restarts the service.
+# sweeper, stuck-jobs sweeper, pruner, env requests server, scheduler): `main` watches them
+# and exits when one dies, so the process supervisor restarts the service.
 BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background")
 
 
@@ -52,8 +66,18 @@ def create_app(
     background_tasks: bool = True,
 ) -> web.Application:
     # Order: observation sees the final status, problems turns every error into problem+json,
-    # auth runs inside so its 401s are problems too.
-    app = web.Application(middlewares=[observe_middleware, problems_middleware, auth_middleware])
+    # auth runs inside so its 401s are problems too; audit sees the handler's answer; a write
+    # drops cached list pages once its handler (and its commit) is done.
+    app = web.Application(
+        middlewares=[
+            observe_middleware,
+            problems_middleware,
+            auth_middleware,
+            audit_middleware,
+            page_cache_middleware,
+        ],
+        client_max_size=MAX_BODY_BYTES,  # a larger body is a 413 problem
+    )
     app[SETTINGS] = settings
     app[POOL] = pool
     app[NC] = nc
@@ -61,13 +85,22 @@ def create_app(
     app[METRICS] = Metrics()
     app[KEYRING] = KeyRing.from_secrets(settings.secret_key, settings.secret_key_previous)
     app[BACKGROUND] = []
+    setup_token_checks(app)
+    setup_page_cache(app)
     setup_system_routes(app)
     setup_project_routes(app)
     setup_build_routes(app)
     setup_deployment_routes(app)
     setup_env_routes(app)
+    setup_hook_routes(app)
     setup_log_routes(app)
     setup_ws_routes(app)
+    setup_schedule_routes(app)
+    setup_run_routes(app)
+    setup_template_routes(app)
+    setup_token_routes(app)
+    setup_audit_routes(app)
+    setup_openapi_routes(app)
     if background_tasks:
         app.cleanup_ctx.append(_run_background_tasks)
     return app
@@ -77,7 +110,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     pool, nc, js, metrics = app[POOL], app[NC], app[JS], app[METRICS]
     settings = app[SETTINGS]
     relay = OutboxRelay(pool, js)
-    consumer = EventsConsumer(pool, js, metrics)
+    consumer = EventsConsumer(pool, js, metrics, on_change=app[BUILD_PAGES].invalidate)
     watcher = MaxDeliveriesWatcher(pool, nc, js, metrics)
     sweeper = LogSweeper(
         pool,
@@ -97,9 +130,20 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
         build_logs_s=settings.build_log_retention_s,
         processed_events_s=settings.processed_events_retention_s,
         keep_artifacts=settings.keep_artifacts,
+        webhook_deliveries_s=settings.webhook_delivery_retention_s,
     )
     pruner = Pruner(pool, js, retention, metrics, interval_s=settings.prune_interval_s)
     env_server = EnvRequestServer(pool, nc, app[KEYRING])
+    scheduler = Scheduler(
+        pool,
+        js,
+        metrics,
+        edge_url=settings.scheduler.edge_url,
+        base_domain=settings.base_domain,
+        poll_interval_s=settings.scheduler.poll_interval_s,
+        lease_ttl_s=settings.scheduler.lease_ttl_s,
+        on_change=app[BUILD_PAGES].invalidate,
+    )
     tasks = app[BACKGROUND]
     tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
     tasks.append(asyncio.create_task(consumer.run(), name="events-consumer"))
@@ -108,6 +152,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     tasks.append(asyncio.create_task(stuck.run(), name="stuck-jobs-sweeper"))
     tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
     tasks.append(asyncio.create_task(env_server.run(), name="env-requests"))
+    tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     yield
     for task in tasks:
         task.cancel()

@@ -5,10 +5,12 @@ JetStream, waiting for NATS while it is not up; stops on SIGTERM/SIGINT at any m
 Postgres (waited for likewise; migrated first unless LAUNCHDECK_MIGRATE_ON_START is false),
 then serves HTTP with the outbox relay, the events consumer, the abandoned-jobs watcher and the
 log sweeper running alongside, until SIGTERM/SIGINT. `migrate` applies the migrations and exits.
-`token --admin [--expires-in S]` prints a new admin API token signed with LAUNCHDECK_SECRET_KEY.
-`secrets rotate` re-encrypts every env var value still sealed under the previous secret key
-(LAUNCHDECK_SECRET_KEY_PREVIOUS) under the current one (LAUNCHDECK_SECRET_KEY), and says what is
-left; it exits 1 while any value is not under the current key (docs/configuration.md).
+`token --admin [--expires-in S] [--name N]` prints a new admin API token signed with
+LAUNCHDECK_SECRET_KEY and records it in the database (DATABASE_URL), where it can be revoked.
+`secrets rotate` re-encrypts every env var value and webhook secret still sealed under the
+previous secret key (LAUNCHDECK_SECRET_KEY_PREVIOUS) under the current one (LAUNCHDECK_SECRET_KEY),
+seals webhook secrets still in plaintext (projects created before they were sealed), and says
+what is left; it exits 1 while any value is not under the current key (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from launchdeck.control_api.api.auth import ADMIN
 from launchdeck.control_api.app import BACKGROUND, create_app
 from launchdeck.control_api.domain.env_vars import Rotation, rotate
 from launchdeck.control_api.domain.sealing import KeyRing
+from launchdeck.control_api.domain.webhook_secrets import SecretsRotation, reseal_all
 from launchdeck.control_api.migrate import MIGRATIONS_DIR, migrate_database
 from launchdeck.control_api.settings import Settings
 from launchdeck.libs import db
 from launchdeck.libs.logging import configure, get_logger
 from launchdeck.libs.service import Service, run_service, wait_until_up
 from launchdeck.libs.settings import SettingsError, env_opt, env_str, public_url
-from launchdeck.libs.tokens import mint
+from launchdeck.libs.tokens import TokenClaims, mint, register
 
 SERVICE = "control-api"
 log = get_logger(__name__)
@@ -45,7 +48,7 @@ async def serve(service: Service[Settings]) -> None:
     settings = service.settings
     pool = await wait_until_up(
         "PostgreSQL",
-        lambda: db.create_pool(settings.database_url),
+        lambda: db.create_pool(settings.database_url, timeouts=settings.db_timeouts),
         retry_on=POSTGRES_NOT_UP,
         url=public_url(settings.database_url),
     )
@@ -83,8 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--admin",
         action="store_true",
-        required=True,  # the only kind for now; project tokens come with the api_tokens table
+        required=True,  # the only kind offline; project tokens come from `POST /api/v1/tokens`
         help="an admin token (every project, every operation)",
+    )
+    token.add_argument(
+        "--name", default="admin", help="the token's name in listings and the audit log"
     )
     token.add_argument(
         "--expires-in",
@@ -97,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     secrets_commands.required = True
     secrets_commands.add_parser(
         "rotate",
-        help="re-encrypt every env var value under LAUNCHDECK_SECRET_KEY (reading values "
-        "sealed under LAUNCHDECK_SECRET_KEY_PREVIOUS)",
+        help="re-encrypt every env var value and webhook secret under LAUNCHDECK_SECRET_KEY "
+        "(reading values sealed under LAUNCHDECK_SECRET_KEY_PREVIOUS)",
     )
     return parser
 
@@ -113,19 +119,34 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def print_token(expires_in_s: int | None) -> None:
+def print_token(expires_in_s: int | None, name: str) -> None:
+    """Mint an admin token and insert its `api_tokens` row (so it is revocable like any other:
+    the API refuses a token without one), then print it."""
     try:
         secret = env_str("LAUNCHDECK_SECRET_KEY")
+        database_url = env_str("DATABASE_URL")
     except SettingsError as exc:
         raise SystemExit(f"{SERVICE}: {exc}") from None
-    token, _ = mint(secret, subject="admin", scopes=[ADMIN], expires_in_s=expires_in_s)
+    token, claims = mint(secret, subject=name, scopes=[ADMIN], expires_in_s=expires_in_s)
+    try:
+        asyncio.run(_register_token(database_url, token, claims, name))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise SystemExit(f"{SERVICE}: cannot record the token in the database: {exc}") from None
     print(token)  # alone on stdout, for `TOKEN=$(... token --admin)`
 
 
-async def rotate_secrets(database_url: str, keyring: KeyRing) -> Rotation:
+async def _register_token(database_url: str, token: str, claims: TokenClaims, name: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await register(conn, claims, name=name, created_by="control-api token", token=token)
+    finally:
+        await conn.close()
+
+
+async def rotate_secrets(database_url: str, keyring: KeyRing) -> tuple[Rotation, SecretsRotation]:
     pool = await db.create_pool(database_url, max_size=2)
     try:
-        return await rotate(pool, keyring)
+        return await rotate(pool, keyring), await reseal_all(pool, keyring)
     finally:
         await pool.close()
 
@@ -140,32 +161,41 @@ def run_rotation() -> int:
         configure(SERVICE)
     except SettingsError as exc:
         raise SystemExit(f"{SERVICE}: {exc}") from None
-    report = asyncio.run(rotate_secrets(database_url, keyring))
+    report, hooks = asyncio.run(rotate_secrets(database_url, keyring))
     log.info(
         "secrets_rotated",
         key_id=report.key_id,
         resealed=report.resealed,
         unreadable=len(report.unreadable),
         by_key_id=report.by_key_id,
+        webhook_secrets_resealed=hooks.resealed,
+        webhook_secrets_unreadable=len(hooks.unreadable),
+        webhook_secrets_by_key_id=hooks.by_key_id,
     )
     print(f"re-encrypted {report.resealed} env var value(s) under key {report.key_id}")
+    print(f"sealed {hooks.resealed} project webhook secret(s) under key {hooks.key_id}")
     if not keyring.previous:
         print("LAUNCHDECK_SECRET_KEY_PREVIOUS is not set (or is the current key): nothing to read")
     for name in report.unreadable:
         print(f"cannot decrypt {name}: it does not authenticate under its key")
+    for project_id in hooks.unreadable:
+        print(f"cannot decrypt the webhook secret of project {project_id}")
     others = {k: n for k, n in report.by_key_id.items() if k != report.key_id}
-    if report.complete:
+    hook_others = {k: n for k, n in hooks.by_key_id.items() if k != hooks.key_id}
+    if report.complete and hooks.complete:
         print("every value is under the current key: LAUNCHDECK_SECRET_KEY_PREVIOUS may go")
         return 0
     for key_id, count in sorted(others.items()):
         print(f"{count} value(s) are still under key {key_id}", file=sys.stderr)
+    for key_id, count in sorted(hook_others.items()):
+        print(f"{count} webhook secret(s) are still under key {key_id}", file=sys.stderr)
     return 1
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "token":
-        print_token(args.expires_in)
+        print_token(args.expires_in, args.name)
         return
     if args.command == "secrets":
         raise SystemExit(run_rotation())

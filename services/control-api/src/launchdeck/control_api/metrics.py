@@ -84,14 +84,70 @@ class Metrics:
         self._outbox_pending = Gauge(
             "launchdeck_outbox_pending", "Commands written but not yet published.", registry=r
         )
+        self._outbox_lag = Gauge(
+            "launchdeck_outbox_lag_seconds",
+            "Age of the oldest command not yet published (0 when none waits).",
+            registry=r,
+        )
+        # Read from JetStream at each scrape; absent while NATS is away (`launchdeck_nats_up`).
+        self._nats_up = Gauge(
+            "launchdeck_nats_up",
+            "1 when this process is connected to NATS (the consumer figures are current).",
+            registry=r,
+        )
+        self._consumer_pending = Gauge(
+            "launchdeck_consumer_pending",
+            "Messages of a durable consumer's stream not yet delivered to it (num_pending).",
+            ["stream", "consumer"],
+            registry=r,
+        )
+        self._consumer_ack_pending = Gauge(
+            "launchdeck_consumer_ack_pending",
+            "Messages delivered to a durable consumer and not yet acked (num_ack_pending).",
+            ["stream", "consumer"],
+            registry=r,
+        )
+        self._webhook_deliveries = Counter(
+            "launchdeck_webhook_deliveries",
+            "Git-host webhook deliveries, by host and outcome (queued, ignored, duplicate, "
+            "rejected, not_found, invalid, too_large).",
+            ["provider", "outcome"],
+            registry=r,
+        )
+        self._schedule_ticks = Counter(
+            "launchdeck_schedule_ticks",
+            "Schedule ticks fired by this replica, by outcome when fired (queued: a build or "
+            "run requested; running: an HTTP call made; skipped; failed) and when an HTTP call "
+            "answered (succeeded, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self._scheduler_leader = Gauge(
+            "launchdeck_scheduler_leader",
+            "1 while this replica holds the scheduler lease (exactly one replica should).",
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # Also kept as plain numbers, for callers (and tests) that ask without scraping.
         self.events: dict[str, int] = {}
         self.abandoned_jobs: dict[tuple[str, str], int] = {}
         self.stuck_jobs: dict[str, int] = {}
+        self.schedule_ticks: dict[str, int] = {}
+        self.webhook_deliveries: dict[tuple[str, str], int] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._requests.labels(method, route, str(status)).inc()
-        self._request_seconds.labels(method, route).observe(seconds)
+        # `labels()` validates and locks on every call; its children are kept for good by the
+        # registry anyway, so holding them here by key adds no series and skips that per request.
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self._requests.labels(method, route, str(status)),
+                self._request_seconds.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def count_event(self, result: str) -> None:
         self._events.labels(result).inc()
@@ -105,6 +161,18 @@ class Metrics:
     def count_stuck_job(self, kind: str) -> None:
         self._stuck_jobs.labels(kind).inc()
         self.stuck_jobs[kind] = self.stuck_jobs.get(kind, 0) + 1
+
+    def count_webhook_delivery(self, provider: str, outcome: str) -> None:
+        self._webhook_deliveries.labels(provider, outcome).inc()
+        key = (provider, outcome)
+        self.webhook_deliveries[key] = self.webhook_deliveries.get(key, 0) + 1
+
+    def count_schedule_tick(self, outcome: str) -> None:
+        self._schedule_ticks.labels(outcome).inc()
+        self.schedule_ticks[outcome] = self.schedule_ticks.get(outcome, 0) + 1
+
+    def set_scheduler_leader(self, held: bool) -> None:
+        self._scheduler_leader.set(1 if held else 0)
 
     def count_pruned(self, what: str, n: int) -> None:
         self._pruned.labels(what).inc(n)
@@ -125,6 +193,7 @@ class Metrics:
         builds_by_status: Mapping[str, int],
         deployments_by_status: Mapping[str, int],
         outbox_pending: int,
+        outbox_lag_s: float = 0.0,
     ) -> None:
         """The figures read from Postgres for this scrape: every known status (0 when absent),
         and any other a row holds (statuses that vanished from the rows drop out)."""
@@ -136,6 +205,20 @@ class Metrics:
             for status, n in {**dict.fromkeys(known, 0), **counts}.items():
                 gauge.labels(status).set(n)
         self._outbox_pending.set(outbox_pending)
+        self._outbox_lag.set(outbox_lag_s)
+
+    def set_consumers(
+        self, *, nats_up: bool, backlogs: Mapping[tuple[str, str], tuple[int, int]]
+    ) -> None:
+        """The durable consumers' backlogs read for this scrape, by (stream, consumer):
+        (num_pending, num_ack_pending). A consumer that did not answer has no series (rather
+        than a stale figure an alert would trust)."""
+        self._nats_up.set(1 if nats_up else 0)
+        self._consumer_pending.clear()
+        self._consumer_ack_pending.clear()
+        for (stream, consumer), (pending, ack_pending) in backlogs.items():
+            self._consumer_pending.labels(stream, consumer).set(pending)
+            self._consumer_ack_pending.labels(stream, consumer).set(ack_pending)
 
     def render(self) -> bytes:
         # Whole numbers print as integers (`… 1`, not `… 1.0`), as this page always showed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from launchdeck.libs.db import PoolTimeouts
 from launchdeck.libs.settings import (
     SettingsError,
     env_bool,
@@ -16,6 +17,44 @@ from launchdeck.libs.settings import (
 )
 
 DAY = 24 * 3600.0
+
+
+# The `leases` KV bucket forgets a key this long after its last write (libs.provisioning).
+LEASES_BUCKET_TTL_S = 30.0
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """The scheduler (docs/configuration.md, "Schedules")."""
+
+    # How often the replica holding the lease looks for due ticks.
+    poll_interval_s: float = 1.0
+    # A holder that stops renewing is taken over after about this long.
+    lease_ttl_s: float = 10.0
+    # Where HTTP actions reach the edge (the deploy-engine's Caddy); the project's production
+    # host goes in the Host header.
+    edge_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_env(cls) -> SchedulerSettings:
+        poll_interval_s = env_float("LAUNCHDECK_SCHEDULER_POLL_INTERVAL_S", cls.poll_interval_s)
+        lease_ttl_s = env_float("LAUNCHDECK_SCHEDULER_LEASE_TTL_S", cls.lease_ttl_s)
+        edge_url = env_str("LAUNCHDECK_EDGE_URL", cls.edge_url).rstrip("/")
+        if not 0 < poll_interval_s <= 60:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_SCHEDULER_POLL_INTERVAL_S must be more than 0 "
+                "and at most 60 (seconds)"
+            )
+        if not 1 <= lease_ttl_s <= LEASES_BUCKET_TTL_S:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_SCHEDULER_LEASE_TTL_S must be between 1 and "
+                f"{LEASES_BUCKET_TTL_S:g} (seconds; the leases bucket's own TTL)"
+            )
+        if not edge_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                "environment variable LAUNCHDECK_EDGE_URL must be an http:// or https:// URL"
+            )
+        return cls(poll_interval_s=poll_interval_s, lease_ttl_s=lease_ttl_s, edge_url=edge_url)
 
 
 @dataclass(frozen=True)
@@ -48,6 +87,13 @@ class Settings:
     # During a key rotation, the secret key env var values may still be sealed under
     # (docs/configuration.md: rotating the secret key).
     secret_key_previous: str | None = field(default=None, repr=False)
+    # Git-host webhooks: the largest body read (a larger one is a 413 before the rest is read),
+    # and how long deliveries are remembered (a replay within it builds nothing).
+    webhook_max_bytes: int = 1024 * 1024
+    webhook_delivery_retention_s: float = 30 * DAY
+    # Bounds on each wait for PostgreSQL: while it is away requests fail fast with a 503.
+    db_timeouts: PoolTimeouts = field(default_factory=PoolTimeouts)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,7 +105,17 @@ class Settings:
         event_days = env_float("LAUNCHDECK_PROCESSED_EVENTS_RETENTION_DAYS", 7.0)
         keep_artifacts = env_int("LAUNCHDECK_KEEP_ARTIFACTS", 10)
         prune_interval_s = env_float("LAUNCHDECK_PRUNE_INTERVAL_S", 3600.0)
+        webhook_max_bytes = env_int("LAUNCHDECK_WEBHOOK_MAX_BYTES", 1024 * 1024)
+        delivery_days = env_float("LAUNCHDECK_WEBHOOK_DELIVERY_RETENTION_DAYS", 30.0)
+        db_timeouts = PoolTimeouts(
+            connect_s=env_float("LAUNCHDECK_DB_CONNECT_TIMEOUT_S", PoolTimeouts.connect_s),
+            acquire_s=env_float("LAUNCHDECK_DB_ACQUIRE_TIMEOUT_S", PoolTimeouts.acquire_s),
+            command_s=env_float("LAUNCHDECK_DB_COMMAND_TIMEOUT_S", PoolTimeouts.command_s),
+        )
         for name, value in (
+            ("LAUNCHDECK_DB_CONNECT_TIMEOUT_S", db_timeouts.connect_s),
+            ("LAUNCHDECK_DB_ACQUIRE_TIMEOUT_S", db_timeouts.acquire_s),
+            ("LAUNCHDECK_DB_COMMAND_TIMEOUT_S", db_timeouts.command_s),
             ("LAUNCHDECK_BUILD_MAX_TIMEOUT_S", build_max_timeout_s),
             ("LAUNCHDECK_STUCK_BUILD_GRACE_S", stuck_build_grace_s),
             ("LAUNCHDECK_DEPLOY_DEADLINE_S", deploy_deadline_s),
@@ -68,6 +124,8 @@ class Settings:
             ("LAUNCHDECK_PROCESSED_EVENTS_RETENTION_DAYS", event_days),
             ("LAUNCHDECK_KEEP_ARTIFACTS", keep_artifacts),
             ("LAUNCHDECK_PRUNE_INTERVAL_S", prune_interval_s),
+            ("LAUNCHDECK_WEBHOOK_MAX_BYTES", webhook_max_bytes),
+            ("LAUNCHDECK_WEBHOOK_DELIVERY_RETENTION_DAYS", delivery_days),
         ):
             if value <= 0:
                 raise SettingsError(f"environment variable {name} must be more than 0")
@@ -80,6 +138,10 @@ class Settings:
             processed_events_retention_s=event_days * DAY,
             keep_artifacts=keep_artifacts,
             prune_interval_s=prune_interval_s,
+            webhook_max_bytes=webhook_max_bytes,
+            webhook_delivery_retention_s=delivery_days * DAY,
+            db_timeouts=db_timeouts,
+            scheduler=SchedulerSettings.from_env(),
             database_url=env_str("DATABASE_URL"),
             nats_url=nats_url(),
             host=env_str("LAUNCHDECK_API_HOST", "127.0.0.1"),

@@ -14,12 +14,16 @@ whole platform's lifetime stops them (`apps.shutdown.stop_apps`, `caddy.stop_cad
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 from aiohttp import web
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 
 from launchdeck.contracts import subjects as s
-from launchdeck.contracts.messages import DeployRequested, UndeployRequested
+from launchdeck.contracts.messages import DeployRequested, RunRequested, UndeployRequested
 from launchdeck.deploy_engine.apps.activation import AppActivation
 from launchdeck.deploy_engine.apps.app_logs import AppLogs
 from launchdeck.deploy_engine.apps.env import nats_env_source
@@ -31,17 +35,52 @@ from launchdeck.deploy_engine.edge_probe import EdgeProbe
 from launchdeck.deploy_engine.handler import DeployHandler
 from launchdeck.deploy_engine.health import make_app
 from launchdeck.deploy_engine.releases import ReleaseStore
+from launchdeck.deploy_engine.runs.handler import CancelCheck, RunHandler, fleet_releases
+from launchdeck.deploy_engine.runs.output import Publish
 from launchdeck.deploy_engine.settings import Settings
 from launchdeck.deploy_engine.sites import Sites, reconcile
 from launchdeck.libs.jobs import ConsumerSpec, consume
 from launchdeck.libs.launcher.sandbox import Sandbox, SandboxUnavailable, detect_sandbox
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.periodic import run_periodically
+from launchdeck.libs.publish import publish_once_by_id
 from launchdeck.libs.service import Service, run_service
 
 log = get_logger(__name__)
 
 EDGE_WATCH_INTERVAL_S = 5.0
+# One-off runs at once per engine, and how long one of their events or log batches waits
+# through a NATS outage before the attempt gives up (and is redelivered).
+RUN_CONCURRENCY = 4
+RUN_PUBLISH_WINDOW_S = 60.0
+
+
+def nats_cancel_check(js: JetStreamContext) -> CancelCheck:
+    """Whether a run's key is in the `cancellations` bucket (written by the control-api on
+    `POST /api/v1/runs/{id}/cancel`); NATS errors are raised (the handler carries on)."""
+    buckets: list[KeyValue] = []
+
+    async def cancelled(run_id: str) -> bool:
+        if not buckets:
+            buckets.append(await js.key_value(s.KV_CANCELLATIONS))
+        try:
+            await buckets[0].get(run_id)
+        except KeyNotFoundError:  # also a deleted or purged key
+            return False
+        return True
+
+    return cancelled
+
+
+def nats_publish(js: JetStreamContext, window_s: float) -> Publish:
+    """A run's events and log batches, stored once (`Nats-Msg-Id`), through an outage of up to
+    `window_s`."""
+
+    async def publish(subject: str, payload: bytes, msg_id: str) -> None:
+        deadline = time.monotonic() + window_s
+        await publish_once_by_id(js, subject, payload, msg_id=msg_id, deadline=deadline)
+
+    return publish
 
 
 async def start_edge(settings: Settings) -> CaddyAdmin:
@@ -148,7 +187,21 @@ async def serve(service: Service[Settings]) -> None:
             requested_within_s=settings.deadline_s,
             apps=AppActivation(fleet, sites, store, probe),
         )
-        await service.register("Releases, activation, apps and the Caddy edge", handler.status)
+        runs = RunHandler(
+            releases=fleet_releases(fleet),
+            env_source=nats_env_source(service.nc, wait_s=settings.apps.env_wait_s),
+            publish=nats_publish(js, RUN_PUBLISH_WINDOW_S),
+            runs_dir=settings.state_dir / "runs",
+            sandbox=sandbox,
+            limits=settings.apps.limits,
+            private=(settings.state_dir, settings.releases_dir),
+            cancelled=nats_cancel_check(js),
+        )
+        await runs.reclaim()
+        await service.register(
+            "Releases, activation, apps and the Caddy edge",
+            lambda: {**handler.status(), **runs.status()},
+        )
         runner = web.AppRunner(make_app(store, sites, probe, fleet))
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()
@@ -165,6 +218,12 @@ async def serve(service: Service[Settings]) -> None:
             subject=s.SUBJECT_UNDEPLOY_JOBS,
             message_type=UndeployRequested,
         )
+        run_spec = ConsumerSpec(
+            stream=s.STREAM_DEPLOYS,
+            durable=s.CONSUMER_RUN_ENGINES,
+            subject=s.SUBJECT_RUN_JOBS,
+            message_type=RunRequested,
+        )
         log.info(
             "deploy_engine_ready",
             edge=settings.site_url(f"*.{settings.base_domain}"),
@@ -179,6 +238,10 @@ async def serve(service: Service[Settings]) -> None:
                 ),
                 asyncio.create_task(
                     consume(js, undeploy_spec, handler.handle_undeploy), name="undeploy-jobs"
+                ),
+                asyncio.create_task(
+                    consume(js, run_spec, runs.handle_run, concurrency=RUN_CONCURRENCY),
+                    name="run-jobs",
                 ),
                 asyncio.create_task(watch_edge(settings, sites, fleet), name="edge-watch"),
             )

@@ -8,22 +8,46 @@ request under `PRINCIPAL`; handlers call `require_scope` once they know the proj
 Scopes: `admin` passes everything; otherwise a token belongs to one project and holds some of
 `read`, `deploy`, `write`. Another project's resources answer 404, not 403, so a scoped token
 cannot probe which projects exist.
+
+A verified signature is not enough: the token's `api_tokens` row (by `jti`) must exist and be
+neither revoked nor expired (`domain.tokens`). Rows are cached per process for at most
+`CACHE_TTL_S` (1 s), which bounds how long a revoked token keeps working on any replica; the
+claims used are the row's. `require_scope` notes the project on the request for the audit log.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from launchdeck.control_api.api.keys import SETTINGS
+from launchdeck.control_api.api.keys import POOL, SETTINGS
 from launchdeck.control_api.domain.errors import Forbidden, NotFound, Unauthorized
+from launchdeck.control_api.domain.tokens import (
+    TokenCache,
+    TokenRefused,
+    UsageRecorder,
+)
+from launchdeck.control_api.domain.tokens import authenticate as check_token_row
+from launchdeck.control_api.store import tokens as token_store
+from launchdeck.control_api.store.tokens import TokenRow
 from launchdeck.libs.tokens import InvalidToken, TokenClaims, verify
 
 PRINCIPAL = web.RequestKey("principal", TokenClaims)
+# The token's row (id and name, for the audit log).
+TOKEN = web.RequestKey("token", TokenRow)
+# The project a request acted on, noted by `require_scope` for the audit log.
+AUDIT_PROJECT = web.RequestKey("audit_project", uuid.UUID)
+TOKEN_CACHE = web.AppKey("token_cache", TokenCache)
+TOKEN_USAGE = web.AppKey("token_usage", UsageRecorder)
 
-PUBLIC_PATHS = frozenset({"/", "/health", "/ready", "/metrics"})
+# The API's description (`api.openapi`) is public too: it tells nothing a caller cannot learn by
+# calling, and tools read it before they hold a token.
+PUBLIC_PATHS = frozenset(
+    {"/", "/health", "/ready", "/metrics", "/api/v1/openapi.json", "/api/docs"}
+)
 PUBLIC_PREFIXES = ("/api/v1/hooks/",)
 
 ADMIN = "admin"
@@ -49,22 +73,59 @@ def request_token(request: web.Request) -> str | None:
     return request.query.get("token") or None
 
 
-def authenticate(request: web.Request) -> TokenClaims:
+def setup_token_checks(app: web.Application) -> None:
+    """The per-process token cache and `last_used_at` recorder, over the app's pool."""
+
+    async def fetch(token_id: uuid.UUID) -> TokenRow | None:
+        async with app[POOL].acquire() as conn:
+            return await token_store.get(conn, token_id)
+
+    async def write(uses: dict[uuid.UUID, datetime]) -> None:
+        async with app[POOL].acquire() as conn:
+            await token_store.touch(conn, uses)
+
+    async def drain(app: web.Application) -> None:
+        await app[TOKEN_USAGE].drain()
+
+    app[TOKEN_CACHE] = TokenCache(fetch)
+    app[TOKEN_USAGE] = UsageRecorder(write)
+    app.on_cleanup.append(drain)
+
+
+async def authenticate(request: web.Request) -> tuple[TokenClaims, TokenRow]:
+    """The token's claims (as its row states them) and row; Unauthorized when there is no
+    token, a bad one, or one whose row is unknown, revoked or expired."""
     token = request_token(request)
     if token is None:
         raise Unauthorized("a bearer token is required (Authorization header or ?token=)")
     try:
-        # The api_tokens table (revocation by jti, last_used_at) plugs in here.
-        return verify(request.app[SETTINGS].secret_key, token)
-    except InvalidToken as exc:
+        claims = verify(request.app[SETTINGS].secret_key, token)
+        row = await check_token_row(request.app[TOKEN_CACHE], claims)
+    except (InvalidToken, TokenRefused) as exc:
         raise Unauthorized(str(exc)) from None
+    request.app[TOKEN_USAGE].used(row.id)
+    # The row is the authority (the claims were signed from it).
+    claims = TokenClaims(
+        jti=str(row.id),
+        subject=row.name,
+        scopes=tuple(row.scopes),
+        project_id=str(row.project_id) if row.project_id else None,
+        expires_at=claims.expires_at,
+    )
+    return claims, row
 
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_public(request.path):
-        request[PRINCIPAL] = authenticate(request)
+        request[PRINCIPAL], request[TOKEN] = await authenticate(request)
     return await handler(request)
+
+
+async def recheck(request: web.Request) -> None:
+    """Check the token of a long-lived request again (each subscription on a WebSocket), so a
+    revoked or expired token opens nothing more (Unauthorized) within the cache's second."""
+    request[PRINCIPAL], request[TOKEN] = await authenticate(request)
 
 
 def principal(request: web.Request) -> TokenClaims:
@@ -103,6 +164,7 @@ def require_scope(
     A token of another project gets `NotFound(not_found)`: the same answer as a missing resource.
     """
     claims = principal(request)
+    request[AUDIT_PROJECT] = uuid.UUID(str(project_id))
     if is_admin(claims):
         return
     if claims.project_id is None or claims.project_id != str(project_id):

@@ -61,7 +61,7 @@ def _decode(cursor: str) -> list[Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise Invalid.field("cursor", _NOT_OURS) from None
     if not isinstance(values, list):
         raise Invalid.field("cursor", _NOT_OURS)

@@ -42,6 +42,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # A session cut by a server shutting down (pg_ctl stop -m fast, a crash, a failover).
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
 )
 RETRY_AFTER_S = 5
 
@@ -138,6 +141,9 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
         detail = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
     elif isinstance(exc, web.HTTPNotFound) and exc.text in (None, "404: Not Found"):
         detail = f"no resource at {request.path}"
+    elif isinstance(exc, web.HTTPRequestEntityTooLarge):
+        detail = f"the body is larger than {request.client_max_size} bytes, the most this API reads"
+        return problem_response(413, "Content Too Large", detail)
     else:
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else None
     return problem_response(exc.status, exc.reason, detail, headers=headers)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from launchdeck.contracts.api import ProjectCreate, ProjectUpdate
 from launchdeck.control_api.api.auth import (
+    AUDIT_PROJECT,
     is_admin,
     principal,
     project_restriction,
@@ -13,7 +14,7 @@ from launchdeck.control_api.api.auth import (
     require_scope,
 )
 from launchdeck.control_api.api.json_io import json_response, read_json
-from launchdeck.control_api.api.keys import POOL, SETTINGS
+from launchdeck.control_api.api.keys import KEYRING, POOL, SETTINGS
 from launchdeck.control_api.api.pagination import (
     decode_str_cursor,
     encode_cursor,
@@ -48,13 +49,16 @@ async def create_project(request: web.Request) -> web.Response:
     require_admin(request)
     body = await read_json(request, ProjectCreate)
     async with request.app[POOL].acquire() as conn:
-        project = await projects_service.create_project(
+        created = await projects_service.create_project(
             conn,
             body,
+            keyring=request.app[KEYRING],
             policy=domain_policy(request),
             reveal_owner=is_admin(principal(request)),
         )
-    response = json_response(project_created(project), status=201)
+    project = created.project
+    request[AUDIT_PROJECT] = project.id  # for the audit entry (no `require_scope` here)
+    response = json_response(project_created(project, created.webhook_secret), status=201)
     response.headers["Location"] = f"/api/v1/projects/{project.id}"
     return response
 

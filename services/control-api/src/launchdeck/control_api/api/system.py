@@ -9,10 +9,11 @@ from aiohttp import web
 
 from launchdeck.contracts.api import Health, Readiness
 from launchdeck.contracts.subjects import STREAM_BUILDS, STREAM_DEPLOYS, STREAM_EVENTS, STREAM_LOGS
+from launchdeck.control_api.api import scrape
 from launchdeck.control_api.api.json_io import json_response
 from launchdeck.control_api.api.keys import JS, METRICS, NC, POOL
 from launchdeck.control_api.metrics import CONTENT_TYPE
-from launchdeck.control_api.store import builds, deployments, outbox, probe
+from launchdeck.control_api.store import probe
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
@@ -73,12 +74,11 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[METRICS]
+    # JetStream first: it never fails (a consumer that does not answer has no series), while
+    # Postgres away makes the scrape a 503.
+    await scrape.read_consumers(request.app[NC], request.app[JS], registry)
     async with request.app[POOL].acquire() as conn:
-        registry.set_state(
-            builds_by_status=await builds.count_by_status(conn),
-            deployments_by_status=await deployments.count_by_status(conn),
-            outbox_pending=await outbox.count_pending(conn),
-        )
+        await scrape.read_postgres(conn, registry)
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -91,6 +91,8 @@ async def index(_request: web.Request) -> web.Response:
             "health": "/health",
             "ready": "/ready",
             "metrics": "/metrics",
+            "openapi": "/api/v1/openapi.json",
+            "docs": "/api/docs",
             "auth": "Authorization: Bearer <token> (make dev prints an admin token)",
         }
     )

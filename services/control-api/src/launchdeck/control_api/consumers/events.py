@@ -12,24 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 
 import asyncpg
 import msgspec
 from nats.js import JetStreamContext
 
-from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusChanged
+from launchdeck.contracts.messages import (
+    BuildStatusChanged,
+    DeploymentStatusChanged,
+    RunStatusChanged,
+)
 from launchdeck.contracts.subjects import (
     CONSUMER_CONTROL_API_EVENTS,
     STREAM_EVENTS,
     SUBJECT_BUILD_EVENTS_PREFIX,
     SUBJECT_DEPLOYMENT_EVENTS_PREFIX,
     SUBJECT_EVENTS_ALL,
+    SUBJECT_RUN_EVENTS_PREFIX,
 )
-from launchdeck.control_api.domain.events import Event, EventOrigin, apply_event
+from launchdeck.control_api.domain.events import AnyEvent, EventOrigin, apply_event
 from launchdeck.control_api.logs.archive import persist_build_log
 from launchdeck.control_api.metrics import Metrics
+from launchdeck.libs.db import POSTGRES_AWAY
 from launchdeck.libs.jobs import ConsumerSpec, Delivery, Outcome, consume
 from launchdeck.libs.logging import bind_ids, get_logger
+from launchdeck.libs.outage import Outage
 
 log = get_logger(__name__)
 
@@ -46,7 +54,7 @@ EVENTS_SPEC: ConsumerSpec[msgspec.Raw] = ConsumerSpec(
 PERSIST_LOG_TIMEOUT_S = 60.0
 
 
-def decode_event(subject: str, data: bytes) -> Event | None:
+def decode_event(subject: str, data: bytes) -> AnyEvent | None:
     """The event on `subject`, or None for subjects this service does not consume (yet).
 
     Raises msgspec.ValidationError / DecodeError for a malformed event.
@@ -55,17 +63,34 @@ def decode_event(subject: str, data: bytes) -> Event | None:
         return msgspec.json.decode(data, type=BuildStatusChanged)
     if subject.startswith(SUBJECT_DEPLOYMENT_EVENTS_PREFIX + "."):
         return msgspec.json.decode(data, type=DeploymentStatusChanged)
+    if subject.startswith(SUBJECT_RUN_EVENTS_PREFIX + "."):
+        return msgspec.json.decode(data, type=RunStatusChanged)
     return None
+
+
+def _project_id(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None  # no project we can name: every project's
 
 
 class EventsConsumer:
     def __init__(
-        self, pool: asyncpg.Pool, js: JetStreamContext, metrics: Metrics | None = None
+        self,
+        pool: asyncpg.Pool,
+        js: JetStreamContext,
+        metrics: Metrics | None = None,
+        *,
+        on_change: Callable[[uuid.UUID | None], None] | None = None,
     ) -> None:
         self._pool = pool
+        # Told the project of each event once applied (committed): the builds-list page cache.
+        self._on_change = on_change
         self._js = js
         self._metrics = metrics
         self._follow_ups: set[asyncio.Task[None]] = set()
+        self._postgres = Outage("events consumer: PostgreSQL")
 
     async def run(self) -> None:
         """Consume until cancelled (then wait for log persistence already under way)."""
@@ -89,6 +114,8 @@ class EventsConsumer:
         # Each delivery runs in its own task, so these ids stay on this event's log lines.
         if isinstance(event, BuildStatusChanged):
             bind_ids(project_id=event.project_id, build_id=event.build_id)
+        elif isinstance(event, RunStatusChanged):
+            bind_ids(project_id=event.project_id, run_id=event.run_id)
         else:
             bind_ids(project_id=event.project_id, deployment_id=event.deployment_id)
         origin = EventOrigin(
@@ -97,7 +124,16 @@ class EventsConsumer:
             msg_id=delivery.msg_id,
             stored_at=delivery.stored_at,
         )
-        outcome = await apply_event(self._pool, origin, event)
+        try:
+            outcome = await apply_event(self._pool, origin, event)
+            if self._on_change is not None and outcome.applied:
+                self._on_change(_project_id(event.project_id))
+        except POSTGRES_AWAY as exc:
+            # Redelivered (max_deliver is unlimited) until Postgres is back: one warning per
+            # outage, not an error with a traceback per delivery.
+            self._postgres.failed(exc)
+            return Outcome.RETRY
+        self._postgres.over()
         self._count(outcome.result)
         if outcome.finished_build_id is not None:
             self._persist_log(outcome.finished_build_id)

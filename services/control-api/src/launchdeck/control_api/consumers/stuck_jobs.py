@@ -7,7 +7,8 @@ viewers would wait for ever. At start-up and every `interval_s`, one replica at 
 Postgres advisory lock) asks `domain.abandoned_jobs.stuck_jobs` for the builds and deployments
 whose status has not changed for longer than their deadline and publishes its verdicts as the
 watcher does (`verdicts`): a `failed` event with a readable reason, applied by the events
-consumer, and the log's eof.
+consumer, and the log's eof. Runs still `running` past their time limit and a grace are failed
+too (`domain.runs.fail_overdue_runs`: in Postgres at once, their event through the outbox).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nats.js import JetStreamContext
 
 from launchdeck.control_api.consumers.verdicts import publish_verdict
 from launchdeck.control_api.domain.abandoned_jobs import Deadlines, stuck_jobs
+from launchdeck.control_api.domain.runs import fail_overdue_runs
 from launchdeck.control_api.metrics import Metrics
 from launchdeck.libs.db import advisory_lock
 from launchdeck.libs.logging import get_logger
@@ -66,6 +68,17 @@ async def sweep_stuck_jobs(
             )
             if metrics is not None:
                 metrics.count_stuck_job(kind)
+        for run in await fail_overdue_runs(conn, datetime.now(UTC), limit=limit):
+            published += 1
+            log.warning(
+                "stuck_job_failed",
+                kind="run",
+                project_id=str(run.project_id),
+                run_id=str(run.id),
+                error=run.error,
+            )
+            if metrics is not None:
+                metrics.count_stuck_job("run")
     return published
 
 

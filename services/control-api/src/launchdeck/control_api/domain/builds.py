@@ -24,12 +24,20 @@ def default_environment(project: Project, ref: str) -> Environment:
 
 
 async def trigger_build(
-    conn: Any, project: Project, request: BuildCreate, *, trigger: str = "api"
+    conn: Any,
+    project: Project,
+    request: BuildCreate,
+    *,
+    trigger: str = "api",
+    commit_sha: str | None = None,
+    commit_message: str | None = None,
 ) -> Build:
     """Insert a queued build (next per-project number) and enqueue its BuildRequested.
 
     One transaction: either both exist or neither; the outbox row id (= the build id) becomes
     the command's Nats-Msg-Id, so a relay retry never starts a second build.
+    `commit_sha` (a webhook's pushed commit): the worker checks out exactly that commit, while
+    the build keeps `ref` (the branch or tag) as its name.
     """
     ref = request.ref or project.branch
     environment = request.environment or default_environment(project, ref)
@@ -46,6 +54,8 @@ async def trigger_build(
             trigger=trigger,
             deploy=request.deploy,
             environment=environment,
+            commit_sha=commit_sha,
+            commit_message=commit_message,
         )
         command = BuildRequested(
             build_id=str(build.id),
@@ -53,7 +63,7 @@ async def trigger_build(
             project_name=project.name,
             number=build.number,
             repo_url=project.repo_url,
-            ref=ref,
+            ref=commit_sha or ref,
             config=project.config,
             requested_at=datetime.now(UTC),
             environment=environment,

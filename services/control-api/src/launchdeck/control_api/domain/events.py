@@ -15,11 +15,11 @@ The inbox knows an event by what identifies it, not by where it sits in the stre
 sequences start again at 1 when `EVENTS` is recreated (NATS lost its store, an operator deleted
 it), and an inbox keyed by them would take every new event for one it has already applied. Every
 publisher of `ld.events.>` sets a `Nats-Msg-Id` (the build-worker `<build>:<attempt>:<status>`,
-the deploy-engine `<deployment>:<status>`, the outbox relay its row id, the abandoned-jobs
-watcher `build:<id>:abandoned` or `deployment:<id>:abandoned`), the same id the stream
-deduplicates by, so it is the key; an event without one (a hand-made `nats pub`) is known by its
-sequence together with the time the stream stored it, which a redelivery repeats and a recreated
-stream does not.
+the deploy-engine `<deployment>:<status>` and `<run>:<status>`, the outbox relay its row id, the
+abandoned-jobs watcher `build:<id>:abandoned` or `deployment:<id>:abandoned`), the same id the
+stream deduplicates by, so it is the key; an event without one (a hand-made `nats pub`) is known
+by its sequence together with the time the stream stored it, which a redelivery repeats and a
+recreated stream does not.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from typing import Any, Literal
 
 import asyncpg
 
-from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusChanged
+from launchdeck.contracts.messages import (
+    BuildStatusChanged,
+    DeploymentStatusChanged,
+    RunStatusChanged,
+)
 from launchdeck.contracts.statuses import (
     BUILD_FINISHED,
     BUILD_RANK,
@@ -43,6 +47,7 @@ from launchdeck.contracts.statuses import (
 from launchdeck.contracts.subjects import deployment_event_subject
 from launchdeck.control_api.domain.deployments import start_deployment
 from launchdeck.control_api.domain.projects import parse_uuid
+from launchdeck.control_api.domain.runs import apply_run_event
 from launchdeck.control_api.store import builds, deployments, inbox, projects
 from launchdeck.control_api.store.records import Build, Deployment
 from launchdeck.libs import outbox
@@ -50,7 +55,10 @@ from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
 
+# A build's or a deployment's event (what the abandoned-jobs watcher judges and publishes).
 Event = BuildStatusChanged | DeploymentStatusChanged
+# Every event the events consumer applies.
+AnyEvent = Event | RunStatusChanged
 
 
 @dataclass(frozen=True)
@@ -87,13 +95,15 @@ class EventOutcome:
 _IGNORED = EventOutcome("ignored")
 
 
-async def apply_event(pool: asyncpg.Pool, origin: EventOrigin, event: Event) -> EventOutcome:
+async def apply_event(pool: asyncpg.Pool, origin: EventOrigin, event: AnyEvent) -> EventOutcome:
     """Apply `event` exactly once (once per `origin.key`)."""
     async with pool.acquire() as conn, conn.transaction():
         if not await inbox.record(conn, origin.stream, origin.key, origin.stream_seq):
             return EventOutcome("duplicate")
         if isinstance(event, BuildStatusChanged):
             return await apply_build_event(conn, event)
+        if isinstance(event, RunStatusChanged):  # domain.runs: ordered like a build's
+            return EventOutcome("applied" if await apply_run_event(conn, event) else "ignored")
         return await apply_deployment_event(conn, event)
 
 

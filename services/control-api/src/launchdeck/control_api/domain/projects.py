@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,8 @@ from launchdeck.contracts.subjects import SUBJECT_UNDEPLOY_JOBS
 from launchdeck.control_api.domain.deployments import redeploy_active
 from launchdeck.control_api.domain.domains import DomainPolicy, check_domains, claim_domains
 from launchdeck.control_api.domain.errors import Conflict, Invalid, NotFound
+from launchdeck.control_api.domain.sealing import KeyRing
+from launchdeck.control_api.domain.webhook_secrets import new_secret, seal
 from launchdeck.control_api.store import projects as store
 from launchdeck.control_api.store.records import Project
 from launchdeck.libs import outbox
@@ -24,8 +26,13 @@ from launchdeck.libs import outbox
 PROJECT_NAME = re.compile(SLUG_PATTERN)
 
 
-def new_webhook_secret() -> str:
-    return secrets.token_urlsafe(32)
+@dataclass(frozen=True)
+class CreatedProject:
+    """A new project and its webhook secret: stored sealed, so this is the one time the
+    plaintext is at hand (the creation answer shows it)."""
+
+    project: Project
+    webhook_secret: str = field(repr=False)
 
 
 # `<build8>-<project>.<base domain>` is a preview's host: a project named like that would own
@@ -39,29 +46,41 @@ PREVIEW_LIKE_NAME_MESSAGE = (
 
 
 async def create_project(
-    conn: Any, request: ProjectCreate, *, policy: DomainPolicy, reveal_owner: bool
-) -> Project:
-    """Create the project with its domains claimed, or nothing (Invalid, Conflict).
+    conn: Any,
+    request: ProjectCreate,
+    *,
+    keyring: KeyRing,
+    policy: DomainPolicy,
+    reveal_owner: bool,
+) -> CreatedProject:
+    """Create the project with its domains claimed and a new webhook secret (sealed under
+    `keyring`), or nothing (Invalid, Conflict).
     `reveal_owner`: whether a Conflict over a domain may name the project that owns it."""
     if _PREVIEW_LIKE_NAME.fullmatch(request.name):
         raise Invalid.field("name", PREVIEW_LIKE_NAME_MESSAGE)
     domains = check_domains(policy, request.name, list(request.domains))
+    project_id = uuid.uuid4()
+    secret = new_secret()
+    sealed = seal(keyring, project_id, secret)
     try:
         async with conn.transaction():
             project = await store.insert(
                 conn,
-                project_id=uuid.uuid4(),
+                project_id=project_id,
                 name=request.name,
                 repo_url=request.repo_url,
                 branch=request.branch,
                 build_config=msgspec.to_builtins(request.build),
                 domains=domains,
-                webhook_secret=new_webhook_secret(),
+                secret_nonce=sealed.nonce,
+                secret_ciphertext=sealed.ciphertext,
+                secret_key_id=sealed.key_id,
+                build_tags=request.build_tags,
             )
             await claim_domains(conn, project.id, domains, reveal_owner=reveal_owner)
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a project named {request.name!r} already exists") from None
-    return project
+    return CreatedProject(project=project, webhook_secret=secret)
 
 
 def parse_uuid(value: str) -> uuid.UUID | None:
@@ -69,6 +88,15 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+
+def project_key(id_or_name: str) -> uuid.UUID | str | None:
+    """What the `{id}` of a project route names: an id, a name, or (None) nothing of ours."""
+    project_id = parse_uuid(id_or_name)
+    if project_id is not None:
+        return project_id
+    # Anything else is no name of ours (and a NUL would not even reach Postgres).
+    return id_or_name if PROJECT_NAME.fullmatch(id_or_name) else None
 
 
 async def resolve_project(conn: Any, id_or_name: str) -> Project:
@@ -106,6 +134,8 @@ async def update_project(
         changes["build_config"] = msgspec.to_builtins(request.build)
     if not isinstance(request.domains, msgspec.UnsetType):
         changes["domains"] = check_domains(policy, project.name, list(request.domains))
+    if not isinstance(request.build_tags, msgspec.UnsetType):
+        changes["build_tags"] = request.build_tags
     if not changes:
         return project
     async with conn.transaction():

@@ -9,6 +9,8 @@ lock):
   then answer as for a log that was never kept; the log sweep does not archive them again);
 - inbox rows older than `Retention.processed_events_s` are deleted: the EVENTS stream keeps 7
   days, so an older event is never redelivered and its row guards against nothing;
+- webhook deliveries older than `Retention.webhook_deliveries_s` are deleted (git hosts
+  redeliver within days: GitHub's redelivery goes back 3);
 - artifacts `domain.artifacts` says nobody needs are removed from the object store.
 Rows go in bounded batches, so a first run over years of history does not hold long locks.
 """
@@ -25,7 +27,7 @@ from nats.js import JetStreamContext
 from launchdeck.control_api.domain.artifacts import MIN_AGE, artifacts_to_prune
 from launchdeck.control_api.housekeeping.artifacts import delete_artifact, stored_artifacts
 from launchdeck.control_api.metrics import Metrics
-from launchdeck.control_api.store import build_logs, inbox
+from launchdeck.control_api.store import build_logs, inbox, webhook_deliveries
 from launchdeck.libs.db import advisory_lock
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.periodic import run_periodically
@@ -43,6 +45,7 @@ class Retention:
     processed_events_s: float  # inbox rows are kept this long
     keep_artifacts: int  # succeeded production builds per project whose artifact stays
     artifacts_min_age: timedelta = MIN_AGE  # an artifact stored more recently stays
+    webhook_deliveries_s: float = 30 * 24 * 3600.0  # a replay within it builds nothing
 
 
 @dataclass
@@ -50,12 +53,14 @@ class Pruned:
     build_logs: int = 0
     processed_events: int = 0
     artifacts: list[str] = field(default_factory=list)
+    webhook_deliveries: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
             "build_logs": self.build_logs,
             "processed_events": self.processed_events,
             "artifacts": len(self.artifacts),
+            "webhook_deliveries": self.webhook_deliveries,
         }
 
 
@@ -84,6 +89,9 @@ async def prune_once(pool: asyncpg.Pool, js: JetStreamContext, retention: Retent
         pruned.processed_events = await _delete_in_batches(
             conn, inbox.delete_older_than, retention.processed_events_s
         )
+        pruned.webhook_deliveries = await _delete_in_batches(
+            conn, webhook_deliveries.delete_older_than, retention.webhook_deliveries_s
+        )
         stored = await stored_artifacts(js)
         doomed = await artifacts_to_prune(
             conn,
@@ -95,7 +103,7 @@ async def prune_once(pool: asyncpg.Pool, js: JetStreamContext, retention: Retent
         for key in doomed:
             await delete_artifact(js, key)
             pruned.artifacts.append(key)
-    if pruned.build_logs or pruned.processed_events or pruned.artifacts:
+    if any(pruned.counts().values()):
         log.info("pruned", **pruned.counts())
     return pruned
 

@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 
 from launchdeck.contracts.statuses import BUILD_FINISHED, BuildStatus
 from launchdeck.control_api.logs.archive import load_archived_log
+from launchdeck.control_api.logs.live import LiveLogs, Push, follow_live_log
 from launchdeck.control_api.logs.stream import (
     LogChunk,
     LogEnd,
@@ -33,13 +34,17 @@ async def build_log_chunks(
     *,
     from_seq: int = 1,
     follow: bool = True,
+    live: LiveLogs | None = None,
+    push: Push | None = None,
 ) -> AsyncGenerator[LogChunk, None]:
     """The build's log from `from_seq`; with `follow` it ends with a `LogEnd` carrying a status.
 
     - archived (finished and persisted): the archive, then the end with the recorded status;
     - without `follow`: what the stream holds now (an end only if that includes the eof);
     - finished but not archived yet: the stream up to its eof (or the recorded status);
-    - running: the stream, live, up to the eof.
+    - running: the stream, live, up to the eof (through the build's shared feed in `live`,
+      when given: `logs.live`; lines that come while the reader keeps up go to `push`, when
+      given, rather than through this generator).
     """
     build_id = str(build.id)
     archived = await load_archived_log(pool, build_id)
@@ -53,6 +58,8 @@ async def build_log_chunks(
     finished = follow and build.status in BUILD_FINISHED
     if finished:
         chunks = iter_finished_log_chunks(js, build_id, from_seq=from_seq)
+    elif follow and live is not None:
+        chunks = _live_chunks(live, js, build_id, from_seq, push)
     else:
         chunks = iter_log_chunks(js, build_id, from_seq=from_seq, follow=follow)
     ended = False
@@ -67,6 +74,16 @@ async def build_log_chunks(
     if not ended and finished:
         # No eof in the stream (the worker died for good): end with the recorded status.
         yield LogChunk([], LogEnd(build.status))
+
+
+async def _live_chunks(
+    live: LiveLogs, js: JetStreamContext, build_id: str, from_seq: int, push: Push | None
+) -> AsyncGenerator[LogChunk, None]:
+    async with live.watch(build_id) as feed:
+        chunks = follow_live_log(feed, js, from_seq=from_seq, push=push)
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                yield chunk
 
 
 async def _status(pool: asyncpg.Pool, build_id: uuid.UUID) -> BuildStatus | None:

@@ -53,10 +53,23 @@ class LogEnd:
 
 @dataclass(frozen=True)
 class LogChunk:
-    """New lines of one batch (seq ascending, never seen before) and, on the last one, the end."""
+    """New lines of one batch (seq ascending, never seen before) and, on the last one, the end.
+
+    `stream_seq`: the LOGS stream sequence of the batch (0 when not read from the stream).
+    `behind`: batches already received and waiting to be read after this one (a reader that
+    fans chunks out tells its viewers once it has caught up, not once per batch).
+    `memo`: what a reader derived from the lines once (a WebSocket's encoded frames), kept with
+    the chunk so that readers sharing it (`logs.live`) do not each redo it. `parts`: the chunks
+    this one joins (their lines, in order, are its lines), so that what was derived from each
+    part is reused.
+    """
 
     lines: list[LogLine] = field(default_factory=list)
     end: LogEnd | None = None
+    stream_seq: int = 0
+    behind: int = 0
+    parts: tuple[LogChunk, ...] = field(default=(), compare=False, repr=False)
+    memo: dict[object, list[bytes]] = field(default_factory=dict, compare=False, repr=False)
 
 
 async def iter_log(
@@ -76,12 +89,25 @@ async def iter_log(
 
 
 async def iter_log_chunks(
-    js: JetStreamContext, build_id: str, *, from_seq: int = 1, follow: bool = True
+    js: JetStreamContext,
+    build_id: str,
+    *,
+    from_seq: int = 1,
+    follow: bool = True,
+    start_stream_seq: int = 1,
+    stop_stream_seq: int | None = None,
 ) -> AsyncGenerator[LogChunk, None]:
-    """`iter_log` a batch at a time (what the WebSocket pumps use: one wake-up per batch)."""
+    """`iter_log` a batch at a time (what the WebSocket pumps use: one wake-up per batch).
+
+    `start_stream_seq`: read the subject's batches from this LOGS stream sequence on (lines
+    before it are not looked at); `stop_stream_seq`: stop once the batch there (or the first
+    after it) has been read (0: read nothing).
+    """
     subject = build_log_subject(build_id)
-    stop_at: int | None = None
-    if not follow:
+    stop_at: int | None = stop_stream_seq
+    if stop_at is not None and stop_at < start_stream_seq:
+        return
+    if not follow and stop_at is None:
         # The stream position of the subject's newest batch right now: "caught up" means there.
         try:
             newest = await js.get_last_msg(STREAM_LOGS, subject)
@@ -89,7 +115,7 @@ async def iter_log_chunks(
             return
         stop_at = newest.seq
     last_seq = from_seq - 1
-    resume_at = 1  # the stream sequence to (re)start the consumer from
+    resume_at = start_stream_seq  # the stream sequence to (re)start the consumer from
     while True:
         sub = await subscribe_from(js, subject, resume_at)
         try:
@@ -100,7 +126,8 @@ async def iter_log_chunks(
                     # Quiet for a while: a silent build, or an ordered consumer that could not
                     # reset itself while NATS was down. Start a fresh one where we were.
                     break
-                resume_at = msg.metadata.sequence.stream + 1
+                stream_seq = msg.metadata.sequence.stream
+                resume_at = stream_seq + 1
                 try:
                     batch = _batch_decoder.decode(msg.data)
                 except msgspec.DecodeError as exc:
@@ -113,10 +140,10 @@ async def iter_log_chunks(
                         last_seq = line.seq
                 end = LogEnd(batch.status) if batch.eof else None
                 if fresh or end is not None:
-                    yield LogChunk(fresh, end)
+                    yield LogChunk(fresh, end, stream_seq, behind=sub.pending_msgs)
                 if end is not None:
                     return
-                if stop_at is not None and msg.metadata.sequence.stream >= stop_at:
+                if stop_at is not None and stream_seq >= stop_at:
                     return
         finally:
             # The connection may already be closing (shutdown); the server drops the consumer.

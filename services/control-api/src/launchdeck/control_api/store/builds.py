@@ -23,10 +23,13 @@ async def insert(
     trigger: str,
     deploy: bool,
     environment: str,
+    commit_sha: str | None = None,
+    commit_message: str | None = None,
 ) -> Build:
     row = await conn.fetchrow(
-        f"""INSERT INTO builds (id, project_id, number, ref, trigger, deploy, environment)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+        f"""INSERT INTO builds (id, project_id, number, ref, trigger, deploy, environment,
+                                commit_sha, commit_message)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             RETURNING {COLUMNS}""",
         build_id,
         project_id,
@@ -35,6 +38,8 @@ async def insert(
         trigger,
         deploy,
         environment,
+        commit_sha,
+        commit_message,
     )
     return from_record(Build, row)
 
@@ -59,6 +64,35 @@ async def list_page(
         limit,
     )
     return [from_record(Build, r) for r in rows]
+
+
+# A project (by id or by name) and one page of its builds in one round trip: the builds list is
+# the API's hottest read. One row per build, or a single row with NULL build columns when the
+# project has none; no row when there is no such project.
+_PROJECT_PAGE = f"""SELECT p.id AS page_project_id, b.* FROM projects p
+    LEFT JOIN LATERAL (
+        SELECT {COLUMNS} FROM builds
+        WHERE project_id = p.id AND ($2::int IS NULL OR number < $2)
+        ORDER BY number DESC
+        LIMIT $3
+    ) b ON true
+    WHERE p.{{key}} = $1
+    ORDER BY b.number DESC"""
+_PROJECT_PAGE_BY_ID = _PROJECT_PAGE.format(key="id")
+_PROJECT_PAGE_BY_NAME = _PROJECT_PAGE.format(key="name")
+
+
+async def project_page(
+    conn: Any, project: uuid.UUID | str, *, limit: int, before_number: int | None
+) -> tuple[uuid.UUID | None, list[Any]]:
+    """The id of the project whose id (a UUID) or name (a str) is `project`, None if there is
+    none, and a page of its builds, newest first, as rows (`Build`'s columns by name): the
+    caller presents them without a `Build` in between."""
+    query = _PROJECT_PAGE_BY_ID if isinstance(project, uuid.UUID) else _PROJECT_PAGE_BY_NAME
+    rows = await conn.fetch(query, project, before_number, limit)
+    if not rows:
+        return None, []
+    return rows[0]["page_project_id"], [r for r in rows if r["id"] is not None]
 
 
 async def apply_status(

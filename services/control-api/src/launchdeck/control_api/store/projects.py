@@ -19,12 +19,18 @@ async def insert(
     branch: str,
     build_config: dict[str, Any],
     domains: list[str],
-    webhook_secret: str,
+    secret_nonce: bytes,
+    secret_ciphertext: bytes,
+    secret_key_id: str,
+    build_tags: bool = False,
 ) -> Project:
-    """Raises asyncpg.UniqueViolationError when the name is taken."""
+    """Raises asyncpg.UniqueViolationError when the name is taken. The webhook secret comes
+    sealed (`domain.webhook_secrets`); the plaintext column is for older rows only."""
     row = await conn.fetchrow(
-        f"""INSERT INTO projects (id, name, repo_url, branch, build_config, domains, webhook_secret)
-            VALUES ($1, $2, $3, $4, $5, $6, $7)
+        f"""INSERT INTO projects (id, name, repo_url, branch, build_config, domains,
+                webhook_secret_nonce, webhook_secret_ciphertext, webhook_secret_key_id,
+                webhook_secret_rotated_at, build_tags)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $10)
             RETURNING {COLUMNS}""",
         project_id,
         name,
@@ -32,7 +38,10 @@ async def insert(
         branch,
         build_config,
         domains,
-        webhook_secret,
+        secret_nonce,
+        secret_ciphertext,
+        secret_key_id,
+        build_tags,
     )
     return from_record(Project, row)
 
@@ -66,7 +75,7 @@ async def list_page(
 
 async def update(conn: Any, project_id: uuid.UUID, changes: dict[str, Any]) -> Project | None:
     """Set the given columns (names come from code, never from the request)."""
-    allowed = {"repo_url", "branch", "build_config", "domains"}
+    allowed = {"repo_url", "branch", "build_config", "domains", "build_tags"}
     assert set(changes) <= allowed, changes
     assignments = [f"{column} = ${i}" for i, column in enumerate(changes, start=2)]
     assignments.append("updated_at = now()")

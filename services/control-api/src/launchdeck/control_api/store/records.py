@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from launchdeck.contracts.messages import Artifact, BuildConfig
-from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment
+from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
 
 # What triggered a build (later also webhook, schedule, generation) and a deployment:
 # its build's success (auto-deploy), `POST …/deployments`, `POST …/rollback` or
@@ -28,9 +28,11 @@ class Project(msgspec.Struct, kw_only=True, frozen=True):
     branch: str
     build_config: dict[str, Any]
     domains: list[str]
-    webhook_secret: str
     created_at: datetime
     updated_at: datetime
+    # Whether a pushed tag builds (webhooks). The webhook secret is not part of the record: it
+    # is read, sealed, only where a delivery is verified (`store.webhook_secrets`).
+    build_tags: bool = False
 
     @property
     def config(self) -> BuildConfig:
@@ -105,6 +107,66 @@ class EnvVar(msgspec.Struct, kw_only=True, frozen=True):
     key_id: str
     created_at: datetime
     updated_at: datetime
+
+
+class Run(msgspec.Struct, kw_only=True, frozen=True):
+    """One run of a command in a project's live release (`schedule_id`: the schedule that
+    asked for it, None when started by hand; `deployment_id`/`build_id`: the release it ran
+    in, None until it started)."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    schedule_id: uuid.UUID | None
+    deployment_id: uuid.UUID | None
+    build_id: uuid.UUID | None
+    command: str
+    status: RunStatus
+    attempt: int
+    exit_code: int | None
+    error: str | None
+    timeout_s: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    cancel_requested_at: datetime | None = None  # `POST …/cancel` of a running run
+
+
+class Schedule(msgspec.Struct, kw_only=True, frozen=True):
+    """A cron schedule of a project; `action` is the API's `ScheduleAction` as JSON (tagged by
+    `type`); `next_run_at` is None while disabled."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    action: dict[str, Any]
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ScheduleTick(msgspec.Struct, kw_only=True, frozen=True):
+    """One fired (or skipped) tick of a schedule, with the status of the build or run it made
+    (`build_status`/`run_status`, read with it: None when it made none)."""
+
+    schedule_id: uuid.UUID
+    tick_at: datetime
+    fired_at: datetime
+    outcome: str
+    missed_ticks: int
+    build_id: uuid.UUID | None
+    run_id: uuid.UUID | None
+    detail: str | None
+    deadline_at: datetime | None
+    settled_at: datetime | None
+    build_status: str | None = None
+    build_error: str | None = None
+    run_status: str | None = None
+    run_error: str | None = None
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -1,6 +1,6 @@
 """What a WebSocket carries: a build's log or a running app's pumped into an outbox, and the
 channels of the multiplexed socket (`build:<id>:logs`, `project:<id>:events`,
-`project:<id>:logs`, `generation:<id>`).
+`project:<id>:logs`, `generation:<id>`, `run:<id>:logs`).
 
 Every log subscription has its own ordered consumer (`logstream`), so it never waits for other
 viewers; events come from core NATS subscriptions whose callbacks only `offer` frames.
@@ -21,9 +21,14 @@ from aiohttp import web
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusChanged
+from launchdeck.contracts.messages import (
+    BuildStatusChanged,
+    DeploymentStatusChanged,
+    RunStatusChanged,
+)
 from launchdeck.contracts.subjects import (
     SUBJECT_BUILD_EVENTS_PREFIX,
+    SUBJECT_RUN_EVENTS_PREFIX,
     generation_event_subject,
     project_events_filter,
 )
@@ -33,28 +38,36 @@ from launchdeck.contracts.ws import (
     ErrorFrame,
     EventFrame,
     EventKind,
-    LogFrame,
+    RunEndFrame,
+    RunLogFrame,
     Subscribe,
     SubscribedFrame,
     Unsubscribe,
     UnsubscribedFrame,
+    batch_limit,
     encode_frame,
 )
-from launchdeck.control_api.api.auth import require_scope
+from launchdeck.control_api.api.auth import recheck, require_scope
 from launchdeck.control_api.api.builds import load_build
 from launchdeck.control_api.api.keys import JS, NC, POOL
+from launchdeck.control_api.api.runs import load_run
 from launchdeck.control_api.domain.errors import DomainError
 from launchdeck.control_api.domain.projects import resolve_project
 from launchdeck.control_api.logs.app import AppLogLine, AppLogQuery, iter_app_log
+from launchdeck.control_api.logs.live import LiveLogs
+from launchdeck.control_api.logs.run_log import RunLogChunk, run_log_chunks
 from launchdeck.control_api.logs.source import build_log_chunks
 from launchdeck.control_api.logs.stream import LogChunk
+from launchdeck.control_api.store.records import Build
 from launchdeck.control_api.ws.connection import Outbox, cancel_task
+from launchdeck.control_api.ws.framing import LogFraming
 from launchdeck.control_api.ws.protocol import (
     BadRequest,
     BuildLogsChannel,
     GenerationChannel,
     ProjectEventsChannel,
     ProjectLogsChannel,
+    RunLogsChannel,
     decode_client_message,
     parse_channel,
 )
@@ -62,37 +75,63 @@ from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
 
+# The shared readers of running builds' logs (`logs.live`), for both WebSocket endpoints.
+LIVE_LOGS = web.AppKey("live_logs", LiveLogs)
+
 # Recent lines a viewer of a running app's log gets first, unless it says otherwise.
 DEFAULT_APP_LOG_TAIL = 100
 
 # --- a build's log into an outbox ------------------------------------------------------------
 
 
+async def pump_build_log(
+    app: web.Application,
+    outbox: Outbox,
+    build: Build,
+    *,
+    from_seq: int,
+    channel: str | None,
+    batch: int,
+) -> bool:
+    """The build's log from `from_seq` into `outbox` (`pump_log`); lines of a running build
+    that come while this viewer keeps up are pushed by the build's shared feed (`logs.live`).
+
+    `batch` > 0: the lines go out in `logs` frames of up to that many lines (`framing`)."""
+    framing = LogFraming(str(build.id), channel, batch)
+
+    def push(chunk: LogChunk) -> bool:
+        items = framing.chunk_items(chunk)
+        # Only while well within the limit; past it, the pump's own pacing takes over.
+        if outbox.backlog + len(items) > max(1, outbox.limit // 2):
+            return False
+        return outbox.offer_lines(framing.batcher, items)
+
+    chunks = build_log_chunks(
+        app[POOL], app[JS], build, from_seq=from_seq, follow=True, live=app[LIVE_LOGS], push=push
+    )
+    return await pump_log(outbox, chunks, framing)
+
+
 async def pump_log(
-    outbox: Outbox, chunks: AsyncGenerator[LogChunk, None], build_id: str, channel: str | None
+    outbox: Outbox, chunks: AsyncGenerator[LogChunk, None], framing: LogFraming
 ) -> bool:
     """Offer every line then the end frame; False when the outbox closed first (too slow)."""
+    build_id, channel = framing.build_id, framing.channel
     async with aclosing(chunks):
         async for chunk in chunks:
-            for line in chunk.lines:
-                frame = LogFrame(
-                    build_id=build_id,
-                    seq=line.seq,
-                    ts=line.ts,
-                    stream=line.stream,
-                    line=line.line,
-                    channel=channel,
-                )
-                if not outbox.offer(encode_frame(frame)):
-                    return False
-                # This viewer's own consumer can wait: pause rather than overflow a reader
-                # that is only a little behind (one that takes nothing is closed with 1013).
-                if outbox.backlog >= outbox.limit // 2 and not await outbox.wait_for_room():
-                    return False
+            # This viewer's own consumer can wait: `put_lines` pauses rather than overflow a
+            # reader that is only a little behind (one that takes nothing is closed with 1013).
+            if chunk.lines and not await outbox.put_lines(
+                framing.batcher, framing.chunk_items(chunk)
+            ):
+                return False
             if chunk.end is not None:
                 end = EndFrame(build_id=build_id, status=chunk.end.status, channel=channel)
                 return outbox.offer(encode_frame(end))
-            await asyncio.sleep(0)  # one batch at a time: the writer and other sockets run
+            # No yield to the loop between chunks that are already there (a viewer behind the
+            # shared feed, an archive): they queue together and go out in one batched frame,
+            # so a loaded server sends fewer, larger frames. `put_lines` yields at half the
+            # limit, which keeps a long replay from holding the loop.
     return True
 
 
@@ -120,6 +159,34 @@ async def pump_app_log(
                     return False
                 if outbox.backlog >= outbox.limit // 2 and not await outbox.wait_for_room():
                     return False
+            await asyncio.sleep(0)
+    return True
+
+
+async def pump_run_log(
+    outbox: Outbox, chunks: AsyncGenerator[RunLogChunk, None], run_id: str, channel: str
+) -> bool:
+    """Offer every line of a run's log, then its end; False when the outbox closed first."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            frames = [
+                encode_frame(
+                    RunLogFrame(
+                        run_id=run_id,
+                        seq=line.seq,
+                        ts=line.ts,
+                        stream=line.stream,
+                        line=line.line,
+                        channel=channel,
+                    )
+                )
+                for line in chunk.lines
+            ]
+            if frames and not await outbox.put_lines(None, frames):
+                return False
+            if chunk.ended:
+                end = RunEndFrame(run_id=run_id, status=chunk.status, channel=channel)
+                return outbox.offer(encode_frame(end))
             await asyncio.sleep(0)
     return True
 
@@ -182,16 +249,19 @@ class MuxSession:
         channel = parse_channel(name)
         if name in self._channels:
             raise BadRequest(f"already subscribed to {name!r}")
+        await recheck(self._request)  # a token revoked since the handshake opens nothing more
         sub = _Subscription()
         match channel:
             case BuildLogsChannel(build_id=build_id):
-                await self._subscribe_build_logs(sub, name, build_id, request.from_seq)
+                await self._subscribe_build_logs(sub, name, build_id, request)
             case ProjectEventsChannel(project=project):
                 await self._subscribe_project_events(sub, name, project)
             case ProjectLogsChannel(project=project):
                 await self._subscribe_project_logs(sub, name, project, request)
             case GenerationChannel(job_id=job_id):
                 await self._subscribe_generation(sub, name, job_id)
+            case RunLogsChannel(run_id=run_id):
+                await self._subscribe_run_logs(sub, name, run_id, request)
         self._channels[name] = sub
         # Queued before the pump task first runs, so `subscribed` precedes the channel's lines.
         self._send(SubscribedFrame(channel=name))
@@ -210,17 +280,39 @@ class MuxSession:
         self._send(UnsubscribedFrame(channel=name))
 
     async def _subscribe_build_logs(
-        self, sub: _Subscription, name: str, build_id: str, from_seq: int
+        self, sub: _Subscription, name: str, build_id: str, request: Subscribe
     ) -> None:
-        pool, js = self._app[POOL], self._app[JS]
         build = await load_build(self._request, build_id)
-        chunks = build_log_chunks(pool, js, build, from_seq=from_seq, follow=True)
+        batch = batch_limit(request.batch)
 
         async def pump() -> None:
             try:
-                await pump_log(self._outbox, chunks, build_id, channel=name)
+                await pump_build_log(
+                    self._app,
+                    self._outbox,
+                    build,
+                    from_seq=request.from_seq,
+                    channel=name,
+                    batch=batch,
+                )
             except Exception:
                 log.exception("ws_log_stream_failed", build_id=build_id)
+                message = "reading the log failed: subscribe again with from_seq"
+                self._send(ErrorFrame(message=message, channel=name))
+
+        sub.task = asyncio.create_task(pump())
+
+    async def _subscribe_run_logs(
+        self, sub: _Subscription, name: str, run_id: str, request: Subscribe
+    ) -> None:
+        run = await load_run(self._request, run_id)
+        chunks = run_log_chunks(self._app[JS], run, from_seq=request.from_seq, follow=True)
+
+        async def pump() -> None:
+            try:
+                await pump_run_log(self._outbox, chunks, run_id, channel=name)
+            except Exception:
+                log.exception("ws_run_log_stream_failed", run_id=run_id)
                 message = "reading the log failed: subscribe again with from_seq"
                 self._send(ErrorFrame(message=message, channel=name))
 
@@ -233,9 +325,11 @@ class MuxSession:
 
         async def forward(msg: Msg) -> None:
             kind: EventKind
-            type_: type[BuildStatusChanged | DeploymentStatusChanged]
+            type_: type[BuildStatusChanged | DeploymentStatusChanged | RunStatusChanged]
             if msg.subject.startswith(f"{SUBJECT_BUILD_EVENTS_PREFIX}."):
                 kind, type_ = "build", BuildStatusChanged
+            elif msg.subject.startswith(f"{SUBJECT_RUN_EVENTS_PREFIX}."):
+                kind, type_ = "run", RunStatusChanged
             else:
                 kind, type_ = "deployment", DeploymentStatusChanged
             try:
@@ -309,7 +403,7 @@ def _channel_of(text: str) -> str | None:
     """The `channel` of a rejected message, if it has one, so the error can name it."""
     try:
         value = msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nested too deeply: no channel to name
         return None
     channel = value.get("channel") if isinstance(value, dict) else None
     return channel if isinstance(channel, str) else None

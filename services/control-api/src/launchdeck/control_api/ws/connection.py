@@ -8,6 +8,13 @@ and the socket closed with 1013 "try again later"; the client reconnects and res
 `from_seq`. A log pump, which reads this viewer's own consumer and so can wait without holding
 anyone else up, pauses at half the limit (`wait_for_room`) instead of overflowing a reader that is
 merely a little behind; a socket that takes nothing for `SLOW_VIEWER_S` is closed the same way.
+
+Log lines are queued a run at a time (`put_lines`: one entry per NATS batch, not per line), and
+the backlog and its limit count lines. A run with a `Batcher` (a viewer that opted into batched
+frames) is joined by the writer into one frame with the runs of the same batcher queued right
+behind it: a frame carries the lines that are waiting when the socket is free for the next one,
+so a viewer that keeps up gets one line per frame and one that is behind gets many, and no line
+ever waits for a batch to fill.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -35,6 +43,27 @@ CLOSE_WAIT_S = 5.0
 HEARTBEAT_S = 20.0
 
 OnText = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, eq=False)
+class Batcher:
+    """How one channel's queued lines become one frame: `prefix + b",".join(lines) + suffix`,
+    with at most `limit` lines in it."""
+
+    prefix: bytes
+    suffix: bytes
+    limit: int
+
+
+class _Run:
+    """Consecutive lines queued together: whole frames (`batcher` None) or a batcher's items."""
+
+    __slots__ = ("batcher", "items", "start")
+
+    def __init__(self, batcher: Batcher | None, items: list[bytes]) -> None:
+        self.batcher = batcher
+        self.items = items
+        self.start = 0  # items before it have been taken by the writer
 
 
 def new_websocket() -> web.WebSocketResponse:
@@ -58,7 +87,8 @@ class Outbox:
         self._limit = max(1, limit)
         self._abort = abort
         self._on_slow_close = on_slow_close
-        self._frames: deque[bytes] = deque()
+        self._frames: deque[bytes | _Run] = deque()
+        self._count = 0  # frames and lines queued (what `limit` bounds)
         self._wakeup = asyncio.Event()
         self._close: tuple[int, bytes] | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
@@ -67,7 +97,7 @@ class Outbox:
 
     @property
     def backlog(self) -> int:
-        return len(self._frames)
+        return self._count
 
     @property
     def limit(self) -> int:
@@ -82,17 +112,47 @@ class Outbox:
         """Queue a text frame; False when the connection is closing (the frame is dropped)."""
         if self._close is not None:
             return False
-        if len(self._frames) >= self._limit:
+        if self._count >= self._limit:
             self._too_slow()
             return False
         self._frames.append(frame)
+        self._count += 1
         self._wakeup.set()
+        return True
+
+    def offer_lines(self, batcher: Batcher | None, items: list[bytes]) -> bool:
+        """Queue a run of lines: whole frames, or a batcher's items; like `offer` otherwise."""
+        if self._close is not None:
+            return False
+        if self._count + len(items) > self._limit:
+            self._too_slow()
+            return False
+        if items:
+            self._frames.append(_Run(batcher, items))
+            self._count += len(items)
+            self._wakeup.set()
+        return True
+
+    async def put_lines(self, batcher: Batcher | None, items: list[bytes]) -> bool:
+        """`offer_lines` for a pump that may wait (it reads its own consumer): queue up to half
+        the limit, then wait for room; False when the socket closed (or was too slow)."""
+        start = 0
+        while start < len(items):
+            room = max(1, self._limit // 2) - self._count
+            if room <= 0:
+                if not await self.wait_for_room():
+                    return False
+                continue
+            part = items if start == 0 and room >= len(items) else items[start : start + room]
+            if not self.offer_lines(batcher, part):
+                return False
+            start += len(part)
         return True
 
     async def wait_for_room(self) -> bool:
         """Wait until the backlog is down to a quarter of the limit; False (and the socket closed
         with 1013) when the writer got no frame out for `SLOW_VIEWER_S`, or it is closing."""
-        while len(self._frames) > self._limit // 4:
+        while self._count > self._limit // 4:
             if self._close is not None:
                 return False
             self._progress.clear()
@@ -104,7 +164,7 @@ class Outbox:
         return self._close is None
 
     def _too_slow(self) -> None:
-        log.warning("ws_slow_consumer_closed", backlog=len(self._frames))
+        log.warning("ws_slow_consumer_closed", backlog=self._count)
         self.close_now(WSCloseCode.TRY_AGAIN_LATER, SLOW_CONSUMER_REASON)
         if self._on_slow_close is not None:
             self._on_slow_close()
@@ -122,6 +182,7 @@ class Outbox:
         after `CLOSE_WAIT_S` the connection is aborted instead.
         """
         self._frames.clear()
+        self._count = 0
         if self._close is None or self._close[0] == WSCloseCode.OK:
             self._close = (code, reason)
         self._wakeup.set()
@@ -145,7 +206,7 @@ class Outbox:
         try:
             while True:
                 while self._frames:
-                    await ws.send_frame(self._frames.popleft(), WSMsgType.TEXT)
+                    await ws.send_frame(self._next_frame(), WSMsgType.TEXT)
                     self._progress.set()
                 if self._close is not None:
                     return
@@ -153,6 +214,36 @@ class Outbox:
                 await self._wakeup.wait()
         except ConnectionError:
             pass  # the client went away; the receive loop sees it too
+
+    def _next_frame(self) -> bytes:
+        """Take the next frame off the queue (a batcher's: every line it may carry)."""
+        head = self._frames[0]
+        if isinstance(head, bytes):
+            self._frames.popleft()
+            self._count -= 1
+            return head
+        batcher = head.batcher
+        if batcher is None:  # a run of whole frames: its next one
+            frame = head.items[head.start]
+            head.start += 1
+            if head.start == len(head.items):
+                self._frames.popleft()
+            self._count -= 1
+            return frame
+        parts: list[bytes] = []
+        room = batcher.limit
+        while room and self._frames:
+            run = self._frames[0]
+            if isinstance(run, bytes) or run.batcher is not batcher:
+                break  # another channel's line, or an end frame: the batch stops here
+            taken = run.items[run.start : run.start + room]
+            parts += taken
+            room -= len(taken)
+            run.start += len(taken)
+            if run.start == len(run.items):
+                self._frames.popleft()
+        self._count -= len(parts)
+        return batcher.prefix + b",".join(parts) + batcher.suffix
 
 
 async def serve(ws: web.WebSocketResponse, outbox: Outbox, on_text: OnText | None) -> None:

@@ -28,6 +28,8 @@ def decode_client_message(data: str | bytes) -> wire.ClientMessage:
         raise BadRequest(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None
+    except RecursionError:  # msgspec's depth limit is Python's recursion limit
+        raise BadRequest("malformed JSON: nested too deeply") from None
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,24 @@ class GenerationChannel:
     job_id: str
 
 
-Channel = BuildLogsChannel | ProjectEventsChannel | ProjectLogsChannel | GenerationChannel
+@dataclass(frozen=True)
+class RunLogsChannel:
+    run_id: str
+
+
+Channel = (
+    BuildLogsChannel
+    | ProjectEventsChannel
+    | ProjectLogsChannel
+    | GenerationChannel
+    | RunLogsChannel
+)
 
 _BUILD_LOGS = re.compile(r"build:(?P<id>[^:]+):logs")
 _PROJECT_EVENTS = re.compile(r"project:(?P<id>[^:]+):events")
 _PROJECT_LOGS = re.compile(r"project:(?P<id>[^:]+):logs")
 _GENERATION = re.compile(r"generation:(?P<id>[^:]+)")
+_RUN_LOGS = re.compile(r"run:(?P<id>[^:]+):logs")
 
 
 def _uuid(value: str, what: str) -> str:
@@ -74,7 +88,9 @@ def parse_channel(name: str) -> Channel:
         return ProjectLogsChannel(match["id"])
     if match := _GENERATION.fullmatch(name):
         return GenerationChannel(_uuid(match["id"], "a generation id"))
+    if match := _RUN_LOGS.fullmatch(name):
+        return RunLogsChannel(_uuid(match["id"], "a run id"))
     raise BadRequest(
         f"unknown channel {name!r}: expected build:<id>:logs, project:<id>:events, "
-        "project:<id>:logs or generation:<id>"
+        "project:<id>:logs, generation:<id> or run:<id>:logs"
     )

@@ -1,7 +1,8 @@
 """WebSocket endpoints (SPEC §4); the protocol is `launchdeck.contracts.ws`.
 
-`GET /api/v1/builds/{id}/logs/ws[?from_seq=N]`: one build's log, replay then live, then `end`
-and a normal close (1000). `GET /api/v1/projects/{id}/logs/ws[?tail=N|since=T|from_cursor=C]`:
+`GET /api/v1/builds/{id}/logs/ws[?from_seq=N][&batch=true|N]`: one build's log, replay then live,
+then `end` and a normal close (1000); with `batch`, in `logs` frames (`contracts.ws`).
+`GET /api/v1/projects/{id}/logs/ws[?tail=N|since=T|from_cursor=C]`:
 a running app's log, the recent lines (100 unless told) then live ones, until the viewer leaves.
 `GET /api/v1/ws`: several channels over one socket (build logs, project events, app logs,
 generation progress), subscribed and unsubscribed by client messages.
@@ -16,14 +17,20 @@ import asyncio
 
 from aiohttp import WSCloseCode, web
 
+from launchdeck.contracts.ws import MAX_BATCH_LINES, batch_limit
 from launchdeck.control_api.api.builds import load_build
-from launchdeck.control_api.api.keys import JS, METRICS, POOL, SETTINGS
+from launchdeck.control_api.api.keys import JS, METRICS, SETTINGS
 from launchdeck.control_api.api.logs import app_log_query
 from launchdeck.control_api.api.projects import load_project
 from launchdeck.control_api.api.query import query_int
 from launchdeck.control_api.logs.app import iter_app_log
-from launchdeck.control_api.logs.source import build_log_chunks
-from launchdeck.control_api.ws.channels import MuxSession, pump_app_log, pump_log
+from launchdeck.control_api.logs.live import LiveLogs
+from launchdeck.control_api.ws.channels import (
+    LIVE_LOGS,
+    MuxSession,
+    pump_app_log,
+    pump_build_log,
+)
 from launchdeck.control_api.ws.connection import OutboxRegistry, cancel_task, new_websocket, serve
 from launchdeck.libs.logging import get_logger
 
@@ -37,18 +44,19 @@ APP_LOG_FAILED_REASON = b"reading the log failed: reconnect with from_cursor"
 
 async def build_log_ws(request: web.Request) -> web.WebSocketResponse:
     app = request.app
-    pool, js = app[POOL], app[JS]
     build = await load_build(request, request.match_info["id"])
     from_seq = query_int(request, "from_seq", default=1, minimum=1)
+    batch = _query_batch(request)
 
     ws = new_websocket()
     await ws.prepare(request)
     async with app[WS_OUTBOXES].open(request, ws, app[SETTINGS].ws_queue_size) as outbox:
 
         async def produce() -> None:
-            chunks = build_log_chunks(pool, js, build, from_seq=from_seq, follow=True)
             try:
-                complete = await pump_log(outbox, chunks, str(build.id), channel=None)
+                complete = await pump_build_log(
+                    app, outbox, build, from_seq=from_seq, channel=None, batch=batch
+                )
             except Exception:
                 log.exception("ws_log_stream_failed", build_id=str(build.id))
                 outbox.close_now(WSCloseCode.INTERNAL_ERROR, STREAM_FAILED_REASON)
@@ -62,6 +70,17 @@ async def build_log_ws(request: web.Request) -> web.WebSocketResponse:
         finally:
             await cancel_task(producer)
     return ws
+
+
+def _query_batch(request: web.Request) -> int:
+    """`?batch=`: `true`/`1` batched frames of the default size, N >= 2 up to N lines a frame,
+    `false`/`0` (or absent) one frame per line; as `batch_limit` reads the subscribe field."""
+    raw = request.query.get("batch", "").lower()
+    if raw in {"true", "yes", "on"}:
+        return batch_limit(True)
+    if raw in {"false", "no", "off"}:
+        return 0
+    return batch_limit(query_int(request, "batch", default=0, minimum=0, maximum=MAX_BATCH_LINES))
 
 
 async def app_log_ws(request: web.Request) -> web.WebSocketResponse:
@@ -106,6 +125,10 @@ async def _close_all(app: web.Application) -> None:
     await app[WS_OUTBOXES].close_all()
 
 
+async def _stop_live_logs(app: web.Application) -> None:
+    await app[LIVE_LOGS].stop_all()
+
+
 def setup_ws_routes(app: web.Application) -> None:
     """Register `/api/v1/builds/{id}/logs/ws`, `/api/v1/projects/{id}/logs/ws` and `/api/v1/ws`;
     close every socket on shutdown."""
@@ -113,7 +136,9 @@ def setup_ws_routes(app: web.Application) -> None:
     registry = OutboxRegistry(on_slow_close=metrics.count_websocket_slow_close)
     metrics.watch_open_websockets(lambda: registry.open_count)
     app[WS_OUTBOXES] = registry
+    app[LIVE_LOGS] = LiveLogs(app[JS])
     app.router.add_get("/api/v1/builds/{id}/logs/ws", build_log_ws)
     app.router.add_get("/api/v1/projects/{id}/logs/ws", app_log_ws)
     app.router.add_get("/api/v1/ws", mux_ws)
     app.on_shutdown.append(_close_all)
+    app.on_cleanup.append(_stop_live_logs)
