@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from launchdeck.build_worker.errors import BuildFailed
-from launchdeck.build_worker.package import pack
+from launchdeck.libs.tarball import NothingToShip, pack
 
 
 def test_tarball_holds_relative_entries_and_its_sha256(tmp_path: Path) -> None:
@@ -87,5 +86,5 @@ def test_git_directories_are_never_packed(tmp_path: Path) -> None:
 def test_an_output_without_files_fails(tmp_path: Path) -> None:
     """An output directory with no file at all fails the build with a readable reason."""
     (tmp_path / "dist" / "nested").mkdir(parents=True)
-    with pytest.raises(BuildFailed, match="Nothing to ship: dist/ contains no files"):
+    with pytest.raises(NothingToShip, match="Nothing to ship: dist/ contains no files"):
         pack(tmp_path / "dist", tmp_path / "out.tar.gz", label="dist/")

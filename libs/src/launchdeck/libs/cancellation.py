@@ -12,9 +12,16 @@ from __future__ import annotations
 import asyncio
 
 
-async def pause(seconds: float) -> None:
-    """Sleep `seconds`, unless this task was asked to stop (even if the cancel was swallowed)."""
+def honour_swallowed_cancel() -> None:
+    """Raise CancelledError if this task was asked to stop and a nats-py call swallowed it:
+    call it after such calls in loops that would otherwise wait for more (a reader told to
+    stop while subscribing went on reading a quiet log forever, and its `stop()` with it)."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def pause(seconds: float) -> None:
+    """Sleep `seconds`, unless this task was asked to stop (even if the cancel was swallowed)."""
+    honour_swallowed_cancel()
     await asyncio.sleep(seconds)

@@ -82,8 +82,11 @@ class Service(Generic[SettingsT]):
 
     async def register(self, description: str, status: Callable[[], dict[str, object]]) -> None:
         """Register the NATS micro endpoint (PING/INFO/STATS and `status`) under `self.name`;
-        it is stopped when the service stops. Workers do; the control-api has HTTP /health."""
+        it is stopped when the service stops. Workers do; the control-api has HTTP /health.
+        Flushed: once this returns the server holds the subscriptions, so `nats micro ls`
+        (from any connection) lists the service at once."""
         self._micro.append(await micro.register(self.nc, self.name, description, status))
+        await self.nc.flush()
 
     async def run_until_stopped(
         self, *tasks: asyncio.Task[None], cancel_tasks: bool = True

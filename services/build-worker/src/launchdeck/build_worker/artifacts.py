@@ -9,11 +9,11 @@ import base64
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta
 
-from launchdeck.build_worker.package import Package
 from launchdeck.contracts.messages import Artifact
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, artifact_key
 from launchdeck.libs.outage import Outage
 from launchdeck.libs.publish import RETRY_ON, until_deadline
+from launchdeck.libs.tarball import Package
 
 # A store that keeps computing another digest than ours is broken, not away: stop after these.
 MAX_MISMATCHES = 3

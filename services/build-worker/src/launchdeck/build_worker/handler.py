@@ -49,7 +49,6 @@ from launchdeck.build_worker.detect import BuildPlan, detect, resolve_output
 from launchdeck.build_worker.errors import BuildFailed, BuildTimedOut
 from launchdeck.build_worker.events import StatusReporter
 from launchdeck.build_worker.logs import LogPublisher, LogTail, human_size, read_log_tail
-from launchdeck.build_worker.package import pack
 from launchdeck.build_worker.package_managers import invocation
 from launchdeck.build_worker.release import build_env as app_build_env
 from launchdeck.build_worker.release import describe, prepare_release, processes_line
@@ -69,6 +68,7 @@ from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.launcher.sandbox import BuildSandbox, Sandbox, detect_sandbox
 from launchdeck.libs.logging import bind_ids, get_logger
 from launchdeck.libs.publish import NatsUnavailable
+from launchdeck.libs.tarball import NothingToShip, pack
 
 log = get_logger(__name__)
 
@@ -587,7 +587,12 @@ class BuildWorker:
         label = "the repository root" if rel == "." else f"{rel}/"
         logs.system(f"▶ Packaging {label}")
         started = time.monotonic()
-        package = await asyncio.to_thread(pack, output, workdir / "artifact.tar.gz", label=label)
+        try:
+            package = await asyncio.to_thread(
+                pack, output, workdir / "artifact.tar.gz", label=label
+            )
+        except NothingToShip as exc:
+            raise BuildFailed(str(exc)) from None
         for entry in package.skipped:
             logs.system(f"⚠ Left out {entry}")
         if manifest is None and not (output / "index.html").is_file():

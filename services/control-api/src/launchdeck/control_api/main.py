@@ -25,9 +25,9 @@ from aiohttp import web
 from launchdeck.contracts.subjects import SERVICE_CONTROL_API
 from launchdeck.control_api.api.auth import ADMIN
 from launchdeck.control_api.app import BACKGROUND, create_app
-from launchdeck.control_api.domain.env_vars import Rotation, rotate
-from launchdeck.control_api.domain.sealing import KeyRing
-from launchdeck.control_api.domain.webhook_secrets import SecretsRotation, reseal_all
+from launchdeck.control_api.domain.env_vars import rotate
+from launchdeck.control_api.domain.sealing import KeyRing, Resealing
+from launchdeck.control_api.domain.webhook_secrets import reseal_all
 from launchdeck.control_api.migrate import MIGRATIONS_DIR, migrate_database
 from launchdeck.control_api.settings import Settings
 from launchdeck.libs import db
@@ -143,7 +143,7 @@ async def _register_token(database_url: str, token: str, claims: TokenClaims, na
         await conn.close()
 
 
-async def rotate_secrets(database_url: str, keyring: KeyRing) -> tuple[Rotation, SecretsRotation]:
+async def rotate_secrets(database_url: str, keyring: KeyRing) -> tuple[Resealing, Resealing]:
     pool = await db.create_pool(database_url, max_size=2)
     try:
         return await rotate(pool, keyring), await reseal_all(pool, keyring)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -29,7 +28,7 @@ from launchdeck.contracts.messages import EnvRequest, EnvTarget
 from launchdeck.contracts.statuses import BUILD_FINISHED, DEPLOYMENT_FINAL
 from launchdeck.control_api.domain.errors import Invalid, NotFound
 from launchdeck.control_api.domain.projects import parse_uuid
-from launchdeck.control_api.domain.sealing import KeyRing, Sealed, UnreadableSecret
+from launchdeck.control_api.domain.sealing import KeyRing, Resealing, Sealed, UnreadableSecret
 from launchdeck.control_api.store import builds, deployments
 from launchdeck.control_api.store import env_vars as store
 from launchdeck.control_api.store.records import EnvVar, Project
@@ -165,27 +164,11 @@ async def _check_deployment(conn: Any, project_id: uuid.UUID, request: EnvReques
 # --- key rotation ---------------------------------------------------------------------------
 
 
-@dataclass
-class Rotation:
-    """What `rotate` did: values re-sealed, values it could not read (their names), and the
-    count per key id afterwards."""
-
-    key_id: str
-    resealed: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    by_key_id: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """Every value is under the current key."""
-        return set(self.by_key_id) <= {self.key_id}
-
-
-async def rotate(pool: asyncpg.Pool, keyring: KeyRing, *, batch: int = 200) -> Rotation:
+async def rotate(pool: asyncpg.Pool, keyring: KeyRing, *, batch: int = 200) -> Resealing:
     """Re-seal every value held under a previous key of `keyring` under its current key, a
     batch per transaction (rows locked meanwhile: a concurrent PUT waits, then writes under the
     current key). Values under a key the ring does not hold are left as they are and counted."""
-    report = Rotation(key_id=keyring.current.key_id)
+    report = Resealing(key_id=keyring.current.key_id)
     old = [k.key_id for k in keyring.previous]
     after: tuple[uuid.UUID, str] | None = None
     while old:

@@ -125,3 +125,20 @@ class KeyRing:
                 "altered or belongs to another project or name"
             ) from None
         return plain.decode()
+
+
+@dataclass
+class Resealing:
+    """What a key rotation did to one kind of sealed value (env vars, webhook secrets): values
+    re-sealed under the current key, those it could not open (their names), and the count per
+    key id afterwards (`plaintext` for any still unsealed)."""
+
+    key_id: str
+    resealed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    by_key_id: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        """Every value is under the current key."""
+        return set(self.by_key_id) <= {self.key_id}

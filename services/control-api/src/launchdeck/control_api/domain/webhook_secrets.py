@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from launchdeck.control_api.domain.errors import NotFound
-from launchdeck.control_api.domain.sealing import KeyRing, Sealed, UnreadableSecret
+from launchdeck.control_api.domain.sealing import KeyRing, Resealing, Sealed, UnreadableSecret
 from launchdeck.control_api.store import webhook_secrets as store
 
 SEALED_NAME = "webhook-secret"
@@ -69,26 +69,10 @@ async def rotate(conn: Any, keyring: KeyRing, project_id: uuid.UUID) -> Rotated:
     return Rotated(secret=secret, rotated_at=rotated_at)
 
 
-@dataclass
-class SecretsRotation:
-    """What `reseal_all` did: secrets re-sealed under the current key (plaintext ones sealed
-    for the first time among them), projects whose secret it could not open, and the count per
-    key id afterwards (`plaintext` for any left unsealed)."""
-
-    key_id: str
-    resealed: int = 0
-    unreadable: list[str] = field(default_factory=list)
-    by_key_id: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        return set(self.by_key_id) <= {self.key_id}
-
-
-async def reseal_all(pool: asyncpg.Pool, keyring: KeyRing, *, batch: int = 200) -> SecretsRotation:
+async def reseal_all(pool: asyncpg.Pool, keyring: KeyRing, *, batch: int = 200) -> Resealing:
     """Seal every webhook secret under the current key: plaintext ones (projects created before
     secrets were sealed) and those under a previous key of `keyring`, a batch per transaction."""
-    report = SecretsRotation(key_id=keyring.current.key_id)
+    report = Resealing(key_id=keyring.current.key_id)
     old = [k.key_id for k in keyring.previous]
     after: uuid.UUID | None = None
     while True:

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 from launchdeck.contracts.messages import LogBatch, LogLine
 from launchdeck.contracts.statuses import BuildStatus
 from launchdeck.contracts.subjects import STREAM_LOGS, build_log_subject
+from launchdeck.libs.cancellation import honour_swallowed_cancel
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.outage import Outage
 
@@ -175,6 +176,14 @@ async def subscribe_from(
             await outage.backoff(exc)
         else:
             outage.over()
+            try:
+                # Told to stop while subscribing (nats-py can swallow that cancel): a reader
+                # would otherwise go on waiting for lines, and whoever stops it with it.
+                honour_swallowed_cancel()
+            except asyncio.CancelledError:
+                with contextlib.suppress(nats.errors.Error):
+                    await sub.unsubscribe()
+                raise
             return sub
 
 

@@ -1,4 +1,5 @@
-"""Packing an output directory into a release tarball (tar.gz) and its sha256.
+"""Packing a directory into a release tarball (tar.gz) and its sha256: the one format of static
+and process releases, written by the build-worker and by the publish of generated sites.
 
 Pure file-system logic. Entries are relative paths in a stable order; ownership is dropped; only
 directories, regular files and symbolic links that stay inside the directory are packed. A link
@@ -15,10 +16,12 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from launchdeck.build_worker.errors import BuildFailed
-
 COMPRESS_LEVEL = 3  # static sites are mostly text; level 3 is several times faster than 9
 EXCLUDED_NAMES = frozenset({".git"})
+
+
+class NothingToShip(Exception):
+    """The directory holds no file to pack (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ def _info(name: str, st: os.stat_result, type_: bytes) -> tarfile.TarInfo:
 
 
 def pack(source: Path, dest: Path, *, label: str = "the output directory") -> Package:
-    """Write `source`'s tree to `dest` as tar.gz; raises BuildFailed if nothing can be shipped."""
+    """Write `source`'s tree to `dest` as tar.gz; NothingToShip if it holds no file."""
     base = source.resolve()
     files = 0
     skipped: list[str] = []
@@ -94,7 +97,7 @@ def pack(source: Path, dest: Path, *, label: str = "the output directory") -> Pa
         add_tree(base, "")
 
     if files == 0:
-        raise BuildFailed(f"Nothing to ship: {label} contains no files")
+        raise NothingToShip(f"Nothing to ship: {label} contains no files")
     return Package(
         path=dest,
         sha256=sha256_file(dest),
