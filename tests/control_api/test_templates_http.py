@@ -129,6 +129,16 @@ async def test_schemas_are_checked(api: Api) -> None:
         ({"name": "a", "prompt": "A", "schema": {"type": "object"}}, "steps[0].schema", "only"),
         ({"name": "a", "prompt": "A", "extra": 1}, "steps[0].extra", "not a known field"),
         ({"name": "A-b", "prompt": "A"}, "steps[0].name", ""),
+        (  # Postgres holds no NUL in jsonb: a 422, not a 500 (found by schemathesis)
+            {"name": "a", "prompt": "A", "output": "json", "schema": {"a\u0000": {}}},
+            "steps[0].schema",
+            "NUL",
+        ),
+        (
+            {"name": "a", "prompt": "A", "output": "json", "schema": {"enum": [["x\u0000"]]}},
+            "steps[0].schema",
+            "NUL",
+        ),
     ]
     for step, field, words in cases:
         reply = await api.call("POST", BASE, {"name": unique("tpl"), "steps": [step]})

@@ -38,6 +38,9 @@ def check_steps(steps: list[TemplateStep]) -> None:
         if step.name in seen:
             errors.append(FieldError(f"{at}.name", f"another step is named {step.name!r}"))
         seen.add(step.name)
+        # Postgres stores no NUL in jsonb text (prompts are kept from it by their type).
+        if step.schema is not None and _holds_nul(step.schema):
+            errors.append(FieldError(f"{at}.schema", _NO_NUL))
         for error in prompts.check_syntax(step.name, step.prompt):
             line = f"line {error.line}: " if error.line else ""
             errors.append(FieldError(f"{at}.prompt", f"{line}{error.message}"))
@@ -53,6 +56,25 @@ def check_steps(steps: list[TemplateStep]) -> None:
     if errors:
         first = errors[0]
         raise Invalid(f"{first.field}: {first.message}", errors)
+
+
+_NO_NUL = "must not contain the NUL character (\\u0000)"
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a JSON value has a NUL in any string or key (iterative: any depth)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _stored(steps: list[TemplateStep]) -> list[dict[str, Any]]:
