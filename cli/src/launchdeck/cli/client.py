@@ -290,22 +290,22 @@ class LaunchdeckClient:
                             case ErrorFrame(message=problem):
                                 raise ApiError(status=0, title="log stream error", detail=problem)
             except aiohttp.WSServerHandshakeError as exc:
-                if 400 <= exc.status < 500:
-                    raise ApiError(
-                        status=exc.status,
-                        title=f"HTTP {exc.status}",
-                        detail=f"cannot open the log stream of build {build_id}",
-                    ) from exc
+                _refused(exc, f"cannot open the log stream of build {build_id}")
             except (aiohttp.ClientConnectionError, TimeoutError):
                 pass
             # The connection ended without an `end` frame: resume where we are.
             failures += 1
-            if failures > self._reconnect_attempts:
-                raise ApiUnreachable(
-                    f"lost the log stream of build {build_id} at line {next_seq - 1} "
-                    f"and could not reconnect"
-                )
-            await asyncio.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
+            await self._before_reconnect(
+                failures,
+                f"lost the log stream of build {build_id} at line {next_seq - 1} "
+                f"and could not reconnect",
+            )
+
+    async def _before_reconnect(self, failures: int, gave_up: str) -> None:
+        """Wait before the `failures`-th reconnection of a log socket, or give up."""
+        if failures > self._reconnect_attempts:
+            raise ApiUnreachable(gave_up)
+        await asyncio.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
 
     async def cancel_build(self, build_id: str) -> BuildOut:
         """Cancel a queued or running build (ApiError 409 once it has finished)."""
@@ -351,18 +351,13 @@ class LaunchdeckClient:
                             case ErrorFrame(message=problem):
                                 raise ApiError(status=0, title="log stream error", detail=problem)
             except aiohttp.WSServerHandshakeError as exc:
-                if 400 <= exc.status < 500:
-                    raise ApiError(
-                        status=exc.status,
-                        title=f"HTTP {exc.status}",
-                        detail=f"cannot open the log of project {project}",
-                    ) from exc
+                _refused(exc, f"cannot open the log of project {project}")
             except (aiohttp.ClientConnectionError, TimeoutError):
                 pass
             failures += 1
-            if failures > self._reconnect_attempts:
-                raise ApiUnreachable(f"lost the log of project {project} and could not reconnect")
-            await asyncio.sleep(min(0.2 * 2 ** (failures - 1), 5.0))
+            await self._before_reconnect(
+                failures, f"lost the log of project {project} and could not reconnect"
+            )
 
     # Deployments ------------------------------------------------------------
 
@@ -435,3 +430,9 @@ class LaunchdeckClient:
             headers={"Accept": "application/x-ndjson"},
         )
         return _run_log_decoder.decode_lines(payload)
+
+
+def _refused(exc: aiohttp.WSServerHandshakeError, detail: str) -> None:
+    """A handshake the API refused (4xx) is final; any other failure is retried."""
+    if 400 <= exc.status < 500:
+        raise ApiError(status=exc.status, title=f"HTTP {exc.status}", detail=detail) from exc

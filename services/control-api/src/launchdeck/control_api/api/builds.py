@@ -39,6 +39,7 @@ from launchdeck.contracts.subjects import KV_CANCELLATIONS, SUBJECT_BUILD_CANCEL
 from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
 from launchdeck.control_api.api.keys import JS, NC, POOL
+from launchdeck.control_api.api.lookup import load_of_project
 from launchdeck.control_api.api.page_cache import BUILD_PAGES, cached_json_response, encode_json
 from launchdeck.control_api.api.pagination import (
     decode_int_cursor,
@@ -50,7 +51,7 @@ from launchdeck.control_api.api.present import build_out, build_out_of_row
 from launchdeck.control_api.api.projects import load_project
 from launchdeck.control_api.domain.builds import cancel_build, finished_conflict, trigger_build
 from launchdeck.control_api.domain.errors import Invalid, NotFound
-from launchdeck.control_api.domain.projects import parse_uuid, project_key
+from launchdeck.control_api.domain.projects import project_key
 from launchdeck.control_api.logs.eof import ensure_log_eof
 from launchdeck.control_api.store import builds
 from launchdeck.control_api.store.records import Build
@@ -115,15 +116,7 @@ async def list_builds(request: web.Request) -> web.Response:
 async def load_build(request: web.Request, raw_id: str) -> Build:
     """The build whose id is `raw_id`, if the token may read it; NotFound otherwise (also for a
     malformed id)."""
-    build_id = parse_uuid(raw_id)
-    build = None
-    if build_id is not None:
-        async with request.app[POOL].acquire() as conn:
-            build = await builds.get(conn, build_id)
-    if build is None:
-        raise NotFound(f"no build {raw_id!r}")
-    require_scope(request, build.project_id, "read", not_found=f"no build {raw_id!r}")
-    return build
+    return await load_of_project(request, raw_id, "build", builds.get)
 
 
 async def get_build(request: web.Request) -> web.Response:

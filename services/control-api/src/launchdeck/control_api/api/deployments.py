@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from launchdeck.contracts.api import DeploymentCreate, Redeploy
-from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
 from launchdeck.control_api.api.keys import POOL
+from launchdeck.control_api.api.lookup import load_of_project
 from launchdeck.control_api.api.pagination import (
     decode_time_id_cursor,
     encode_cursor,
@@ -17,8 +17,6 @@ from launchdeck.control_api.api.pagination import (
 from launchdeck.control_api.api.present import deployment_out
 from launchdeck.control_api.api.projects import load_project
 from launchdeck.control_api.domain import deployments as deployments_service
-from launchdeck.control_api.domain.errors import NotFound
-from launchdeck.control_api.domain.projects import parse_uuid
 from launchdeck.control_api.store import deployments
 from launchdeck.control_api.store.records import Deployment
 
@@ -35,13 +33,9 @@ async def list_deployments(request: web.Request) -> web.Response:
 
 
 async def get_deployment(request: web.Request) -> web.Response:
-    raw_id = request.match_info["id"]
-    deployment_id = parse_uuid(raw_id)
-    async with request.app[POOL].acquire() as conn:
-        deployment = await deployments.get(conn, deployment_id) if deployment_id else None
-    if deployment is None:
-        raise NotFound(f"no deployment {raw_id!r}")
-    require_scope(request, deployment.project_id, "read", not_found=f"no deployment {raw_id!r}")
+    deployment = await load_of_project(
+        request, request.match_info["id"], "deployment", deployments.get
+    )
     return json_response(deployment_out(deployment))
 
 

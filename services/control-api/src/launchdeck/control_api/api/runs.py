@@ -25,6 +25,7 @@ from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
 from launchdeck.control_api.api.keys import JS, POOL
 from launchdeck.control_api.api.logs import NDJSON, wants_ndjson
+from launchdeck.control_api.api.lookup import load_of_project
 from launchdeck.control_api.api.pagination import (
     decode_time_id_cursor,
     encode_cursor,
@@ -33,7 +34,7 @@ from launchdeck.control_api.api.pagination import (
 )
 from launchdeck.control_api.api.projects import load_project
 from launchdeck.control_api.api.query import query_int
-from launchdeck.control_api.domain.errors import Conflict, Invalid, NotFound
+from launchdeck.control_api.domain.errors import Conflict, Invalid
 from launchdeck.control_api.domain.projects import parse_uuid
 from launchdeck.control_api.domain.runs import cancel_run, request_run
 from launchdeck.control_api.logs.run_log import run_log_chunks
@@ -85,15 +86,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def load_run(request: web.Request, raw_id: str) -> Run:
     """The run whose id is `raw_id`, if the token may read it; NotFound otherwise (also for a
     malformed id)."""
-    run_id = parse_uuid(raw_id)
-    run = None
-    if run_id is not None:
-        async with request.app[POOL].acquire() as conn:
-            run = await runs.get(conn, run_id)
-    if run is None:
-        raise NotFound(f"no run {raw_id!r}")
-    require_scope(request, run.project_id, "read", not_found=f"no run {raw_id!r}")
-    return run
+    return await load_of_project(request, raw_id, "run", runs.get)
 
 
 async def get_run(request: web.Request) -> web.Response:

@@ -15,9 +15,9 @@ from launchdeck.contracts.api import (
     ScheduleOutcomeStatus,
     ScheduleUpdate,
 )
-from launchdeck.control_api.api.auth import require_scope
 from launchdeck.control_api.api.json_io import json_response, read_json
 from launchdeck.control_api.api.keys import POOL
+from launchdeck.control_api.api.lookup import load_of_project
 from launchdeck.control_api.api.pagination import (
     decode_str_cursor,
     encode_cursor,
@@ -26,8 +26,6 @@ from launchdeck.control_api.api.pagination import (
 )
 from launchdeck.control_api.api.projects import load_project
 from launchdeck.control_api.domain import schedules as service
-from launchdeck.control_api.domain.errors import NotFound
-from launchdeck.control_api.domain.projects import parse_uuid
 from launchdeck.control_api.store import schedules as store
 from launchdeck.control_api.store.records import Schedule, ScheduleTick
 
@@ -90,16 +88,7 @@ async def _present(request: web.Request, schedule: Schedule) -> ScheduleOut:
 async def load_schedule(request: web.Request, scope: str) -> Schedule:
     """The schedule of the `{id}` path segment, if the token may use it with `scope`; NotFound
     otherwise (also for a malformed id, and for another project's token)."""
-    raw = request.match_info["id"]
-    schedule_id = parse_uuid(raw)
-    schedule = None
-    if schedule_id is not None:
-        async with request.app[POOL].acquire() as conn:
-            schedule = await store.get(conn, schedule_id)
-    if schedule is None:
-        raise NotFound(f"no schedule {raw!r}")
-    require_scope(request, schedule.project_id, scope, not_found=f"no schedule {raw!r}")
-    return schedule
+    return await load_of_project(request, request.match_info["id"], "schedule", store.get, scope)
 
 
 async def create_schedule(request: web.Request) -> web.Response:
