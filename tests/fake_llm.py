@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -78,6 +79,10 @@ class FakeLLM:
     in_flight: int = 0
     max_in_flight: int = 0
     hang_s: float = 30.0
+    # Wall-clock times (time.time()) of the first and the latest call: what a benchmark in
+    # another process reads through `GET /_stats`.
+    first_call_at: float | None = None
+    last_call_at: float | None = None
     _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -94,12 +99,27 @@ class FakeLLM:
         return rule
 
     def reset(self) -> None:
+        self.first_call_at = self.last_call_at = None
         self.calls.clear()
         self.requests.clear()
         self.failures.clear()
         self.max_in_flight = 0
 
     # -- handlers
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """`GET /_stats`: calls so far and when the first and latest came; `POST` resets."""
+        if request.method == "POST":
+            self.reset()
+        return web.json_response(
+            {
+                "calls": self.total_calls,
+                "distinct_prompts": len(self.calls),
+                "max_in_flight": self.max_in_flight,
+                "first_call_at": self.first_call_at,
+                "last_call_at": self.last_call_at,
+            }
+        )
 
     async def ollama_chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -121,6 +141,9 @@ class FakeLLM:
 
     async def _answer(self, request: web.Request, prompt: Prompt) -> web.StreamResponse:
         self.requests.append(prompt.body)
+        self.last_call_at = time.time()
+        if self.first_call_at is None:
+            self.first_call_at = self.last_call_at
         self.calls[prompt.text] += 1
         call_number = self.calls[prompt.text]
         self.in_flight += 1
@@ -214,6 +237,8 @@ def _runner(fake: FakeLLM) -> web.AppRunner:
     app = web.Application()
     app.router.add_post("/api/chat", fake.ollama_chat)
     app.router.add_post("/v1/chat/completions", fake.openai_chat)
+    app.router.add_get("/_stats", fake.stats)
+    app.router.add_post("/_stats", fake.stats)
     # Handlers are cancelled when the client goes away: a "timeout" answer does not linger.
     return web.AppRunner(app, handler_cancellation=True, access_log=None)
 

@@ -117,8 +117,8 @@ class Api:
         async with self.client.request(method, path, json=json, headers=headers, **kw) as resp:
             raw = await resp.read()
             ctype = resp.headers.get("Content-Type", "")
-            body: Any = raw.decode()
-            if "json" in ctype and raw:
+            body: Any = raw.decode(errors="replace")  # a binary file (zip) stays readable
+            if "json" in ctype and "ndjson" not in ctype and raw:  # NDJSON stays text
                 body = await resp.json(content_type=None)
             return Reply(resp.status, body, resp.headers)
 

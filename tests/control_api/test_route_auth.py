@@ -26,11 +26,20 @@ from typing import Literal
 import asyncpg
 import pytest
 
-from launchdeck.contracts.api import BuildAction, ScheduleCreate, TemplateCreate, TemplateStep
+from launchdeck.contracts.api import (
+    BuildAction,
+    GenerationCreate,
+    GenerationModel,
+    ScheduleCreate,
+    TemplateCreate,
+    TemplateStep,
+)
 from launchdeck.control_api.api.openapi import ROUTES as DOCUMENTED_ROUTES
+from launchdeck.control_api.domain.generations import create_generation
 from launchdeck.control_api.domain.runs import request_run
 from launchdeck.control_api.domain.schedules import create_schedule
 from launchdeck.control_api.domain.templates import create_template
+from launchdeck.control_api.settings import GenerationSettings
 from launchdeck.control_api.store.records import Build, Deployment, Project, Run
 from launchdeck.libs.tokens import mint, register
 from tests.control_api.helpers import new_build, new_project, succeed
@@ -113,6 +122,17 @@ ROUTES = [
     Route("GET", "/api/v1/templates/{id}", other=200),
     Route("PUT", "/api/v1/templates/{id}", needs="admin", ok=201, other=403),
     Route("POST", "/api/v1/templates/{id}/render", other=200),
+    Route("POST", "/api/v1/projects/{id}/generations", needs="deploy", ok=202),
+    Route("POST", "/api/v1/projects/{id}/generations/dry-run"),  # changes nothing
+    Route("GET", "/api/v1/projects/{id}/generations"),
+    Route("GET", "/api/v1/generations/{id}"),
+    Route("GET", "/api/v1/generations/{id}/items"),
+    Route("POST", "/api/v1/generations/{id}/cancel", needs="deploy"),  # a queued job
+    Route("GET", "/api/v1/generations/{id}/export"),
+    Route("GET", "/api/v1/generations/{id}/manifests.zip"),
+    # The subject's job has no group_by (so no group's manifest) and no done item to publish.
+    Route("GET", "/api/v1/generations/{id}/manifests/{group}", ok=404),
+    Route("POST", "/api/v1/generations/{id}/publish", needs="deploy", ok=409),
 ]
 
 CALLERS = ["no token", "expired", "revoked", "other project", "read", "deploy", "write", "admin"]
@@ -142,6 +162,7 @@ class Subject:
     run: Run
     schedule_id: str = ""  # a schedule of the project (`/api/v1/schedules/{id}`)
     template_id: str = ""  # a template (`/api/v1/templates/{id}`), of no project
+    generation_id: str = ""  # a queued generation job of the project
 
     def path(self, pattern: str) -> str:
         if pattern.startswith("/api/v1/builds/"):
@@ -156,6 +177,8 @@ class Subject:
             value = self.schedule_id
         elif pattern.startswith("/api/v1/templates/"):
             value = self.template_id
+        elif pattern.startswith("/api/v1/generations/"):
+            value = self.generation_id
         else:
             value = str(self.project.id)
         return (
@@ -192,6 +215,15 @@ class Subject:
                 }
             case ("PUT", "/api/v1/templates/{id}"):
                 return {"steps": [{"name": "a", "prompt": "B"}]}
+            case ("POST", "/api/v1/projects/{id}/generations") | (
+                "POST",
+                "/api/v1/projects/{id}/generations/dry-run",
+            ):
+                return {
+                    "template": self.template_id,
+                    "model": {"provider": "ollama", "name": "llama3"},
+                    "variables": {"city": ["Lyon"]},
+                }
             case ("POST", _):
                 return {}
         return None
@@ -236,7 +268,27 @@ async def subject(pool: asyncpg.Pool) -> Subject:
             ),
             created_by="tests",
         )
-    return Subject(project, build, deployment, spare.jti, run, str(schedule.id), str(template.id))
+        generation = await create_generation(
+            conn,
+            project,
+            GenerationCreate(
+                template=str(template.id),
+                model=GenerationModel(provider="ollama", name="llama3"),
+                variables={"city": ["Lyon", "Nantes"]},
+            ),
+            created_by="tests",
+            settings=GenerationSettings(),
+        )
+    return Subject(
+        project,
+        build,
+        deployment,
+        spare.jti,
+        run,
+        str(schedule.id),
+        str(template.id),
+        str(generation.id),
+    )
 
 
 def test_the_table_lists_every_route(api: Api) -> None:

@@ -1,5 +1,6 @@
-"""`GET /api/v1/ws`, the multiplexed socket: build logs, project events and generation progress
-by channel; bad requests answer an error frame and never close the socket."""
+"""`GET /api/v1/ws`, the multiplexed socket: build logs and project events by channel
+(generation progress: test_ws_generation.py); bad requests answer an error frame and never
+close the socket."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from launchdeck.contracts.codec import encode
@@ -17,7 +17,6 @@ from launchdeck.contracts.messages import BuildStatusChanged, DeploymentStatusCh
 from launchdeck.contracts.subjects import (
     build_event_subject,
     deployment_event_subject,
-    generation_event_subject,
 )
 from tests.control_api.log_support import (
     ADMIN,
@@ -118,23 +117,6 @@ async def test_log_channel_resumes_from_seq(api: Api, js: JetStreamContext) -> N
         "build_id": build_id,
         "status": "failed",
         "channel": channel,
-    }
-    await ws.close()
-
-
-async def test_generation_progress_is_forwarded_as_published(api: Api, nc: Client) -> None:
-    """generation:<id> forwards the generator's JSON events untouched."""
-    job_id = str(uuid.uuid4())
-    channel = f"generation:{job_id}"
-    ws = await api.client.ws_connect(MUX, headers=AUTH)
-    assert (await subscribe(ws, channel))["type"] == "subscribed"
-    progress = {"job_id": job_id, "done": 3, "failed": 1, "total": 10, "cost_usd": 0.25}
-    await nc.publish(generation_event_subject(job_id), json.dumps(progress).encode())
-    assert await receive_frame(ws) == {
-        "type": "event",
-        "channel": channel,
-        "kind": "generation",
-        "event": progress,
     }
     await ws.close()
 

@@ -188,6 +188,10 @@ async def test_a_client_without_credentials_is_refused(restartable_nats: Restart
         ("deploy-engine", f"$JS.API.STREAM.DELETE.{s.STREAM_DEPLOYS}"),
         ("generator", s.SUBJECT_BUILD_JOBS),
         ("generator", f"$JS.API.STREAM.INFO.{s.STREAM_BUILDS}"),
+        # The generator's, leaked: no jobs queued or cancelled, no other events forged.
+        ("generator", s.SUBJECT_GENERATION_JOBS),
+        ("generator", s.SUBJECT_GENERATION_CANCEL),
+        ("generator", s.build_event_subject("p", "b")),
         # Even the control-api, which creates the streams, cannot delete one.
         ("control-api", f"$JS.API.STREAM.DELETE.{s.STREAM_EVENTS}"),
         ("control-api", f"$JS.API.STREAM.PURGE.{s.STREAM_LOGS}"),

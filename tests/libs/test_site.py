@@ -27,7 +27,7 @@ BASE_URL = "https://pages.example.test/"
 def item(index: int, business: str, service: str, page: Any, **overrides: Any) -> ExportItem:
     fields: dict[str, Any] = {
         "index": index,
-        "status": "completed",
+        "status": "done",
         "variables": {"business": business, "service": service},
         "outputs": {"outline": {"h": 1}, "page": page},
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -38,8 +38,10 @@ from launchdeck.contracts.ws import (
     AppLogFrame,
     EndFrame,
     ErrorFrame,
+    EventFrame,
     LogFrame,
     LogsFrame,
+    Subscribe,
     decode_frame,
 )
 
@@ -136,11 +138,13 @@ class LaunchdeckClient:
         body: msgspec.Struct | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
+        form: aiohttp.FormData | None = None,
     ) -> bytes:
-        """The response body of a 2xx answer; ApiError for an error answer."""
+        """The response body of a 2xx answer; ApiError for an error answer. `form`: a
+        multipart body instead of JSON (a file upload)."""
         url = self.api_url + path
         headers = {**self._headers(), **(headers or {})}
-        data = None
+        data: bytes | aiohttp.FormData | None = form
         if body is not None:
             data = _encoder.encode(body)
             headers["Content-Type"] = "application/json"
@@ -168,15 +172,82 @@ class LaunchdeckClient:
         *,
         body: msgspec.Struct | None = None,
         params: dict[str, str] | None = None,
+        form: aiohttp.FormData | None = None,
     ) -> T:
         """`_send`, decoding the answer as `type_`."""
-        payload = await self._send(method, path, body=body, params=params)
+        payload = await self._send(method, path, body=body, params=params, form=form)
         try:
             return msgspec.json.decode(payload, type=type_)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise UnexpectedResponse(
                 f"{method} {path}: the answer is not a Launchdeck API response ({exc})"
             ) from None
+
+    async def download(
+        self, path: str, sink: BinaryIO, *, params: dict[str, str] | None = None
+    ) -> int:
+        """Stream a 2xx answer's body into `sink` as it arrives (an export may be larger than
+        memory, and take longer than one request's timeout); the bytes written."""
+        url = self.api_url + path
+        # No total limit: only a stall (no byte for `sock_read` seconds) ends it.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30.0, sock_read=300.0)
+        written = 0
+        try:
+            async with self.session.get(
+                url, params=params, headers=self._headers(), timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    payload = await response.read()
+                    raise ApiError.from_body(
+                        response.status,
+                        response.reason,
+                        response.content_type,
+                        payload.decode("utf-8", errors="replace"),
+                    )
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    sink.write(chunk)
+                    written += len(chunk)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise ApiUnreachable(f"the download from {url} failed: {exc}") from exc
+        return written
+
+    async def follow_events(self, channel: str) -> AsyncIterator[EventFrame]:
+        """The event frames of `channel` on the multiplexed `/api/v1/ws`, for as long as the
+        caller reads. A dropped connection subscribes again; channels whose first frame is the
+        current state (`generation:<id>`) thus lose nothing that matters."""
+        url = f"{self.api_url}/api/v1/ws"
+        request = _encoder.encode(Subscribe(channel=channel)).decode()
+        failures = 0
+        while True:
+            try:
+                async with self.session.ws_connect(
+                    url, headers=self._headers(), heartbeat=30.0
+                ) as ws:
+                    await ws.send_str(request)
+                    async for message in ws:
+                        if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                            continue
+                        try:
+                            frame = decode_frame(message.data)
+                        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                            raise UnexpectedResponse(f"not a WebSocket frame: {exc}") from None
+                        match frame:
+                            case EventFrame(channel=name) if name == channel:
+                                failures = 0
+                                yield frame
+                            case ErrorFrame(message=problem, channel=name) if name in (
+                                channel,
+                                None,
+                            ):
+                                raise ApiError(status=0, title=f"{channel}", detail=problem)
+            except aiohttp.WSServerHandshakeError as exc:
+                _refused(exc, f"cannot open the WebSocket for {channel}")
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                pass
+            failures += 1
+            await self._before_reconnect(
+                failures, f"lost the WebSocket of {channel} and could not reconnect"
+            )
 
     # Health -----------------------------------------------------------------
 
@@ -205,11 +276,20 @@ class LaunchdeckClient:
             WebhookSecretOut, "POST", f"/api/v1/projects/{_segment(project)}/webhook-secret"
         )
 
-    async def _pages(self, type_: type[T], path: str, limit: int | None = None) -> AsyncIterator[T]:
-        """Every item of a paginated list, fetched a page at a time as they are consumed."""
+    async def _pages(
+        self,
+        type_: type[T],
+        path: str,
+        limit: int | None = None,
+        query: dict[str, str] | None = None,
+    ) -> AsyncIterator[T]:
+        """Every item of a paginated list, fetched a page at a time as they are consumed
+        (`query`: the list's own filters, sent with every page)."""
         cursor: str | None = None
         while True:
-            params = {"cursor": cursor} if cursor else {}
+            params = dict(query or {})
+            if cursor:
+                params["cursor"] = cursor
             if limit is not None:
                 params["limit"] = str(limit)
             page = await self._call(Page[type_], "GET", path, params=params or None)  # type: ignore[valid-type]

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TextIO
 
-from launchdeck.cli import commands, runs, schedules, templates, tokens, webhooks
+from launchdeck.cli import commands, generations, runs, schedules, templates, tokens, webhooks
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient, UnexpectedResponse
 from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
 from launchdeck.cli.output import Terminal
@@ -45,7 +45,12 @@ examples:
   launchdeck tokens revoke TOKEN_ID
   launchdeck audit --project blog
   launchdeck templates create pages.json
-  launchdeck templates render pages --var business=Joe --var city=Lyon"""
+  launchdeck templates render pages --var business=Joe --var city=Lyon
+  launchdeck generate examples/local-business/spec.json --dry-run
+  launchdeck generate spec.yaml --base-url http://gpu-box:11434   (follows it live)
+  launchdeck generations list --project pages
+  launchdeck generations export JOB_ID --format parquet
+  launchdeck generations publish JOB_ID"""
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -285,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_parsers(sub, common)
     schedules.add_parsers(sub, common)
     templates.add_parsers(sub, common)
+    generations.add_parsers(sub, common)
     return parser
 
 
@@ -431,6 +437,8 @@ def _client_command(args: argparse.Namespace) -> ClientCommand:
             return schedules.command(args)
         case "templates":
             return templates.command(args)
+        case "generate" | "generations":
+            return generations.command(args)
         case "audit":
             limit = max(1, min(args.limit, 200))
             return lambda c, t: tokens.audit(c, t, project=args.project, limit=limit)

@@ -3,6 +3,7 @@
     launchdeck schedules create blog --cron "0 3 * * *" --tz Europe/Paris --build
     launchdeck schedules create shop --cron "*/15 * * * *" --command "python manage.py sync"
     launchdeck schedules create shop --cron "0 * * * *" --http /cron/hourly
+    launchdeck schedules create shop --cron "0 2 * * 1" --generation pages.json
     launchdeck schedules list shop
     launchdeck schedules disable 3f1c…
 
@@ -15,13 +16,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from urllib.parse import quote
 
 from launchdeck.cli.client import LaunchdeckClient
+from launchdeck.cli.generation_spec import SpecError, inline_rows, load_spec
 from launchdeck.cli.output import Terminal, table
 from launchdeck.contracts.api import (
     BuildAction,
     CommandAction,
+    GenerationAction,
     HttpAction,
     ScheduleAction,
     ScheduleCreate,
@@ -74,6 +78,8 @@ def describe(action: ScheduleAction) -> str:
             return f"run {action.command}"
         case HttpAction():
             return f"{action.method} {action.path}"
+        case GenerationAction():
+            return f"generate {action.spec.template}"
     raise AssertionError(action)  # pragma: no cover
 
 
@@ -184,6 +190,13 @@ def add_parsers(
     # Not `args.command`: that is the top-level COMMAND (`schedules`).
     what.add_argument("--command", dest="run_command", help="run this command in the live release")
     what.add_argument("--http", metavar="PATH", help="call this path of the live app")
+    what.add_argument(
+        "--generation",
+        type=Path,
+        metavar="SPEC",
+        help="start a generation job from this spec (as `launchdeck generate` reads it; a "
+        "rows file is read now and kept in the schedule)",
+    )
     create.add_argument("--no-deploy", action="store_true", help="--build: build only")
     create.add_argument(
         "--method", choices=("POST", "GET"), default="POST", help="--http (default: POST)"
@@ -194,7 +207,7 @@ def add_parsers(
     create.add_argument(
         "--allow-overlap",
         action="store_true",
-        help="--command: start even while the previous run is still going",
+        help="--command/--generation: start even while the previous one is still going",
     )
     create.add_argument("--disabled", action="store_true", help="create it disabled")
     listing = actions.add_parser("list", parents=[common], help="a project's schedules")
@@ -210,6 +223,10 @@ def add_parsers(
 
 
 def action_from(args: argparse.Namespace) -> ScheduleAction:
+    if args.generation is not None:
+        # The schedule's project is the job's: the spec's own `project` is not asked for.
+        spec = load_spec(args.generation, project=args.project)
+        return GenerationAction(spec=inline_rows(spec), allow_overlap=args.allow_overlap)
     if args.build is not None:
         return BuildAction(ref=args.build or None, deploy=not args.no_deploy)
     if args.run_command is not None:
@@ -224,7 +241,16 @@ def action_from(args: argparse.Namespace) -> ScheduleAction:
 def command(args: argparse.Namespace) -> ClientCommand:
     match args.schedules_command:
         case "create":
-            action = action_from(args)
+            try:
+                action = action_from(args)
+            except SpecError as exc:
+                message = str(exc)
+
+                async def fail(_client: LaunchdeckClient, term: Terminal) -> int:
+                    term.error(message)
+                    return 1
+
+                return fail
             return lambda c, t: schedules_create(
                 c,
                 t,

@@ -16,7 +16,14 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from launchdeck.contracts.messages import AppKind, EnvTarget, LogStream
-from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
+from launchdeck.contracts.statuses import (
+    BuildStatus,
+    DeploymentStatus,
+    Environment,
+    GenerationItemStatus,
+    GenerationStatus,
+    RunStatus,
+)
 
 T = TypeVar("T")
 
@@ -379,8 +386,8 @@ class AuditEntryOut(msgspec.Struct, kw_only=True, frozen=True):
 
 
 # --- schedules --------------------------------------------------------------------------------
-# A schedule's action is a tagged union on "type": adding one (a `generation` action comes with
-# the generator) is one more Struct with its own tag, added to `ScheduleAction`; clients that do
+# A schedule's action is a tagged union on "type": adding one (as `generation` was, with the
+# generator) is one more Struct with its own tag, added to `ScheduleAction`; clients that do
 # not know a tag get a 422 naming `action.type`, never a silently different action.
 
 ScheduleName = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_CONTROL)]
@@ -445,7 +452,25 @@ class HttpAction(
     timeout_s: HttpTimeoutSeconds = 30
 
 
-ScheduleAction = BuildAction | CommandAction | HttpAction
+class GenerationAction(
+    msgspec.Struct,
+    tag="generation",
+    tag_field="type",
+    kw_only=True,
+    frozen=True,
+    forbid_unknown_fields=True,
+):
+    """Start a generation job of the project from `spec`, as `POST …/generations` takes it as
+    JSON (its items as `variables` or inline `rows`: a schedule keeps no uploaded file). The
+    template is resolved at each tick (its latest version unless `spec.template_version`). One
+    job at a time per schedule unless `allow_overlap`: a tick that comes while the schedule's
+    previous job is still queued or running is skipped."""
+
+    spec: GenerationCreate
+    allow_overlap: bool = False
+
+
+ScheduleAction = BuildAction | CommandAction | HttpAction | GenerationAction
 
 
 class ScheduleCreate(
@@ -633,3 +658,169 @@ class TemplateRendered(msgspec.Struct, kw_only=True, frozen=True):
     name: str
     version: int
     steps: list[RenderedStepOut]
+
+
+# --- generation jobs (`/api/v1/projects/{id}/generations`, `/api/v1/generations/{id}`) ---
+
+GENERATION_MAX_CONCURRENCY = 256
+# A variable's name: a Jinja identifier (the same as `launchdeck.libs.generation.variables`).
+VariableName = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+ModelName = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
+BaseUrl = Annotated[str, Meta(min_length=1, max_length=2048, pattern=printable(r"^https?://\S+$"))]
+EnvKey = Annotated[str, Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+Money = Annotated[str, Meta(pattern=r"^\d{1,12}(\.\d{1,6})?$", description="USD, a decimal string")]
+MatrixValue = str | int | float | bool
+
+
+class GenerationModel(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The model a job calls. `provider`: `ollama` (native `/api/chat`; `options` go into its
+    `options`, e.g. `num_ctx`) or `openai` (any OpenAI-compatible `/v1/chat/completions`:
+    vLLM, llama.cpp server, OpenAI; `options` are merged into the body). `base_url`: the
+    server (default: the generator's `OLLAMA_URL` / `OPENAI_BASE_URL`). `api_key_env`: the
+    name of one of the project's env vars holding the API key (its production value); the key
+    itself is never shown, logged or stored outside that variable."""
+
+    provider: Literal["ollama", "openai"]
+    name: ModelName
+    base_url: BaseUrl | None = None
+    api_key_env: EnvKey | None = None
+    options: dict[str, Any] = {}
+
+
+class GenerationParameters(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Sampling: a fixed `seed` (or `temperature` 0) makes calls cacheable."""
+
+    temperature: Annotated[float, Meta(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    seed: Annotated[int, Meta(ge=0, le=2**31 - 1)] | None = None
+
+
+class GenerationLimits(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """Calls at once (the generator halves it while the provider answers 429/503, then grows
+    it back), requests per minute, and the budget in USD and/or tokens (input + output): the
+    job stops as `budget_exceeded` before a call that could overspend it."""
+
+    concurrency: Annotated[int, Meta(ge=1, le=GENERATION_MAX_CONCURRENCY)] = 4
+    requests_per_minute: Annotated[int, Meta(ge=1, le=1_000_000)] | None = None
+    budget_usd: Money | None = None
+    budget_tokens: Annotated[int, Meta(ge=1, le=2**62)] | None = None
+
+
+class GenerationPrice(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """USD per million tokens, overriding the operator's price table for this job."""
+
+    input_per_mtok: Money
+    output_per_mtok: Money
+
+
+class GenerationCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """`POST /api/v1/projects/{id}/generations` (JSON, or multipart with this as the `spec`
+    part and a `rows` file part, `.jsonl` or `.csv`): run `template` (id or name; its latest
+    version unless `template_version`, pinned at creation) over the items given either as
+    `variables` (a matrix: the cross product of the lists, first key outermost) or as `rows`
+    (one object per item). `group_by`: a variable whose value groups items into manifests and
+    index pages. `cache`: serve identical requests from the response cache."""
+
+    template: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
+    model: GenerationModel
+    template_version: Annotated[int, Meta(ge=1, le=2**31 - 1)] | None = None
+    variables: dict[VariableName, list[MatrixValue]] | None = None
+    rows: list[dict[str, Any]] | None = None
+    parameters: GenerationParameters = GenerationParameters()
+    limits: GenerationLimits = GenerationLimits()
+    group_by: VariableName | None = None
+    cache: bool = True
+    price: GenerationPrice | None = None
+
+
+class GenerationOut(msgspec.Struct, kw_only=True, frozen=True):
+    """A job and its totals. `cost_usd` is a decimal string; `cached`: items served wholly from
+    the response cache (at no cost)."""
+
+    id: uuid.UUID
+    project_id: uuid.UUID
+    template_id: uuid.UUID
+    template_name: str
+    template_version: int
+    status: GenerationStatus
+    model: GenerationModel
+    parameters: GenerationParameters
+    limits: GenerationLimits
+    group_by: str | None
+    cache: bool
+    total: int
+    done: int
+    failed: int
+    pending: int
+    cached: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    created_by: str | None = None
+
+
+class GenerationItemOut(msgspec.Struct, kw_only=True, frozen=True):
+    """One item: its variables, and once called its outputs (step name → text, or the value of
+    a `json` step) or error."""
+
+    index: int
+    status: GenerationItemStatus
+    variables: dict[str, Any]
+    group: str | None
+    outputs: dict[str, Any]
+    error: str | None
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    cached: bool
+    attempts: int
+    finished_at: datetime | None
+
+
+class GenerationPromptOut(msgspec.Struct, kw_only=True, frozen=True):
+    """The rendered prompts of one item in a dry run (later steps see placeholders for the
+    outputs of earlier ones)."""
+
+    index: int
+    variables: dict[str, Any]
+    steps: list[RenderedStepOut]
+
+
+class GenerationEstimate(msgspec.Struct, kw_only=True, frozen=True):
+    """`POST /api/v1/projects/{id}/generations/dry-run` (the body of a create; `?prompts=N`,
+    default 3): the first N items' prompts, and an estimate over every item — calls, tokens in
+    (an overestimate of the rendered prompts), tokens out (`max_tokens` per call, or 1,024) and
+    the cost at the job's price. No model is called and nothing is stored."""
+
+    items: int
+    calls: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+    prompts: list[GenerationPromptOut]
+
+
+class GenerationPublish(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """`POST /api/v1/generations/{id}/publish`: render the done items as a static site and
+    deploy it to `project` (id or name; the job's own project when left out) through the
+    normal artifact → deploy path. `step`: whose output is each page's Markdown (default: the
+    template's last step)."""
+
+    project: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_CONTROL)] | None = None
+    step: StepName | None = None
+    environment: Environment = "production"
+
+
+class GenerationPublished(msgspec.Struct, kw_only=True, frozen=True):
+    """The build holding the rendered site (status `succeeded`, source `generation`) and the
+    deployment that serves it (follow it like any deployment)."""
+
+    job_id: uuid.UUID
+    project_id: uuid.UUID
+    build_id: uuid.UUID
+    deployment_id: uuid.UUID
+    pages: int

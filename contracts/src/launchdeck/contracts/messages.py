@@ -8,11 +8,17 @@ One message type per subject, decoded with its concrete type.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
-from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
+from launchdeck.contracts.statuses import (
+    BuildStatus,
+    DeploymentStatus,
+    Environment,
+    GenerationStatus,
+    RunStatus,
+)
 
 LogStream = Literal["stdout", "stderr", "system"]
 AppKind = Literal["static", "process"]
@@ -314,3 +320,215 @@ class RunCancelRequested(Message, kw_only=True, frozen=True):
     run_id: str
     project_id: str
     requested_at: datetime | None = None
+
+
+# --- generation jobs --------------------------------------------------------------------------
+# Money crosses the wire as decimal strings ("0.00125"), never a float (libs.generation.pricing).
+
+
+class GenerationRequested(Message, kw_only=True, frozen=True):
+    """`ld.jobs.generate`: run generation job `job_id` (its definition is in the control-api:
+    the generator asks for it with `ld.rpc.generation.start`). Redelivered after a generator
+    died: the job resumes from its items' checkpoint. `Nats-Msg-Id`: the job id."""
+
+    job_id: str
+    project_id: str
+    requested_at: datetime | None = None
+
+
+class GenerationCancelRequested(Message, kw_only=True, frozen=True):
+    """`ld.control.generation.cancel` (core NATS, every generator hears it): the job was
+    cancelled (its row already says so); the generator running it starts no new call."""
+
+    job_id: str
+    requested_at: datetime | None = None
+
+
+class GenerationStepSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """One step of the job's pinned template version."""
+
+    name: str
+    prompt: str
+    output: Literal["text", "json"] = "text"
+    schema: dict[str, Any] | None = None
+
+
+class GenerationJobSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything the generator needs to run a job, and where the job stands (its totals so
+    far: a resumed job starts from them)."""
+
+    job_id: str
+    project_id: str
+    status: GenerationStatus
+    template_name: str
+    template_version: int
+    steps: list[GenerationStepSpec]
+    provider: Literal["ollama", "openai"]
+    model: str
+    base_url: str | None = None  # None: the generator's default for the provider
+    options: dict[str, Any] = {}
+    temperature: float | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    concurrency: int = 4
+    requests_per_minute: int | None = None
+    budget_usd: str | None = None
+    budget_tokens: int | None = None
+    price_input_per_mtok: str = "0"
+    price_output_per_mtok: str = "0"
+    cache: bool = True
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: str = "0"
+
+
+class GenerationStartRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.generation.start`: the generator took job `job_id` (delivery `attempt`); a
+    queued job becomes `running`."""
+
+    job_id: str
+    attempt: int = 1
+
+
+class GenerationStartReply(Message, kw_only=True, frozen=True):
+    """The job (None with `error` when it does not exist). A finished job comes back with its
+    final status: the generator drops its command. `api_key`: the value of the job's
+    `api_key_env` project variable (request/reply only: never stored in a stream, never logged)."""
+
+    job: GenerationJobSpec | None = None
+    api_key: str | None = None
+    error: str | None = None
+
+
+class GenerationClaimRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.generation.claim`: up to `limit` pending items with an index above
+    `after_index`, in index order (-1: from the start)."""
+
+    job_id: str
+    after_index: int = -1
+    limit: int = 256
+
+
+class GenerationWorkItem(msgspec.Struct, kw_only=True, frozen=True):
+    index: int
+    variables: dict[str, Any]
+
+
+class GenerationClaimReply(Message, kw_only=True, frozen=True):
+    """Pending items (none left: `items` empty), and the job's status now (`cancelled`: stop)."""
+
+    items: list[GenerationWorkItem] = []
+    status: GenerationStatus | None = None
+    error: str | None = None
+
+
+class GenerationCall(msgspec.Struct, kw_only=True, frozen=True):
+    """One model call of an item (a step), as the response cache stores it: `fingerprint` is
+    its key (None: not cacheable), `cached` when the answer came from the cache (no call made)."""
+
+    step: str
+    fingerprint: str | None = None
+    content: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cached: bool = False
+
+
+class GenerationItemResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What became of one item: `done` with `outputs` (step name → text, or the parsed value of
+    a `json` step), or `failed` with `error`. Tokens and cost are the item's calls' sums (0
+    for cached calls); `cached` when every step came from the cache; `attempts`: calls made
+    for it, retries included."""
+
+    index: int
+    status: Literal["done", "failed"]
+    outputs: dict[str, Any] = {}
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: str = "0"
+    cached: bool = False
+    attempts: int = 0
+    calls: list[GenerationCall] = []
+
+
+class GenerationSettleRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.generation.settle`: store these results (idempotent: an item already finished
+    keeps its first result) and add them to the job's totals; answers cacheable calls are
+    stored in the response cache."""
+
+    job_id: str
+    results: list[GenerationItemResult]
+
+
+class GenerationTotals(msgspec.Struct, kw_only=True, frozen=True):
+    """A job's status and totals, as stored."""
+
+    status: GenerationStatus
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: str = "0"
+    error: str | None = None
+
+
+class GenerationSettleReply(Message, kw_only=True, frozen=True):
+    totals: GenerationTotals | None = None
+    error: str | None = None
+
+
+class GenerationCacheRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.generation.cache`: which of these fingerprints have a stored answer."""
+
+    fingerprints: list[str]
+
+
+class CachedAnswer(msgspec.Struct, kw_only=True, frozen=True):
+    content: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class GenerationCacheReply(Message, kw_only=True, frozen=True):
+    hits: dict[str, CachedAnswer] = {}
+    error: str | None = None
+
+
+class GenerationFinishRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.generation.finish`: the job ended as `status` (`error`: why it failed). A job
+    already finished (cancelled meanwhile) keeps its status."""
+
+    job_id: str
+    status: GenerationStatus
+    error: str | None = None
+
+
+class GenerationFinishReply(Message, kw_only=True, frozen=True):
+    totals: GenerationTotals | None = None
+    error: str | None = None
+
+
+class GenerationProgress(Message, kw_only=True, frozen=True):
+    """`ld.events.generation.<job>`: where a job stands, published by the generator at most a
+    few times a second while it runs and once when it ends (then `status` is final); also
+    sent first to a `generation:<id>` WebSocket subscriber. `items_per_s` over the last 30 s;
+    `eta_s` None while no rate is known."""
+
+    job_id: str
+    project_id: str
+    status: GenerationStatus
+    total: int
+    done: int
+    failed: int
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: str = "0"
+    items_per_s: float = 0.0
+    eta_s: float | None = None
+    error: str | None = None
+    at: datetime

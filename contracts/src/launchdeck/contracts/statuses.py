@@ -58,3 +58,18 @@ RUN_RANK: dict[RunStatus, int] = {
     "failed": 2,
     "cancelled": 2,
 }
+
+# A generation job (the generator). `budget_exceeded`: stopped before its budget would be
+# overspent, its remaining items still pending; `succeeded`: every item finished (some may
+# have failed: `failed` counts them); `failed`: the job as a whole failed (a bad API key, an
+# unknown model: every item would have failed the same way).
+GenerationStatus = Literal[
+    "queued", "running", "succeeded", "failed", "budget_exceeded", "cancelled"
+]
+GENERATION_FINISHED: frozenset[GenerationStatus] = frozenset(
+    {"succeeded", "failed", "budget_exceeded", "cancelled"}
+)
+GENERATION_ACTIVE: frozenset[GenerationStatus] = frozenset({"queued", "running"})
+# One item of a job: `pending` until called (also after the job stopped early), then `done`
+# (its outputs stored) or `failed` (its error stored).
+GenerationItemStatus = Literal["pending", "done", "failed"]

@@ -134,3 +134,17 @@ def artifact_build_id(key: str) -> str | None:
     if not key.endswith(ARTIFACT_SUFFIX):
         return None
     return key[: -len(ARTIFACT_SUFFIX)] or None
+
+
+# --- generation jobs: the generator's requests to the control-api (core NATS request/reply) --
+# Postgres is the control-api's alone: the generator reads a job, claims its pending items and
+# settles their results through these (docs/architecture.md, "Generation jobs"). Answered only
+# to the generator's inbox, in the queue group `control-api`.
+SUBJECT_GENERATION_RPC_PREFIX = "ld.rpc.generation"
+SUBJECT_GENERATION_START = "ld.rpc.generation.start"  # GenerationStartRequest → …Reply
+SUBJECT_GENERATION_CLAIM = "ld.rpc.generation.claim"  # GenerationClaimRequest → …Reply
+SUBJECT_GENERATION_SETTLE = "ld.rpc.generation.settle"  # GenerationSettleRequest → …Reply
+SUBJECT_GENERATION_CACHE = "ld.rpc.generation.cache"  # GenerationCacheRequest → …Reply
+SUBJECT_GENERATION_FINISH = "ld.rpc.generation.finish"  # GenerationFinishRequest → …Reply
+# GenerationCancelRequested, heard by every generator (core NATS; the one running it stops).
+SUBJECT_GENERATION_CANCEL = "ld.control.generation.cancel"

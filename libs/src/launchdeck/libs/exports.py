@@ -8,6 +8,9 @@ at a time. Nothing holds the whole export: JSONL and CSV hold one chunk; Parquet
 manifest (summaries, not outputs) and the zip's central directory (one small record per file).
 Every chunk is at most `chunk_bytes` long.
 
+CSV and Parquet have a column per variable (`variables.<name>`, in the job's order) and per step
+(`outputs.<step>`): text as it is, any other value (a `json` step's, a number) as JSON text.
+
 CSV cells that start with `=`, `+`, `-`, `@`, tab or carriage return get a leading `'`, so a
 spreadsheet shows model output as text instead of running it as a formula (OWASP "CSV
 injection"); this also applies to JSON-encoded cells such as a negative number. The numeric
@@ -32,7 +35,9 @@ from launchdeck.libs.slugs import UniqueSlugs
 CHUNK_BYTES = 64 * 1024  # one HTTP write; small enough for many exports streaming at once
 ROW_GROUP_ITEMS = 1000  # Parquet items per row group: the bound on what a Parquet export holds
 PREVIEW_CHARS = 200  # a text output's preview in a manifest
-COMPLETED = "completed"
+UNGROUPED_SLUG = "ungrouped"  # the directory of items whose group value is empty or missing
+# Item statuses as the API names them (`contracts.statuses.GenerationItemStatus`).
+COMPLETED = "done"
 FAILED = "failed"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -52,11 +57,12 @@ class ExportError(ValueError):
 
 class ExportItem(msgspec.Struct, kw_only=True, frozen=True):
     """One generated item as exported: its variables, each step's output (text, or the JSON
-    value of a `json` step), and what it cost."""
+    value of a `json` step), and what it cost. `group`: its `group_by` value as text, as the
+    job stored it (None without `group_by`)."""
 
     index: int  # position in the job, stable across resumes
-    id: str | None = None
     status: str
+    group: str | None = None
     variables: dict[str, Any]
     outputs: dict[str, Any]
     tokens_in: int = 0
@@ -157,8 +163,8 @@ def csv_header(variables: Sequence[str], steps: Sequence[str]) -> list[str]:
     `outputs.<step>`, so neither can clash with the fixed columns or each other."""
     return [
         "index",
-        "id",
         "status",
+        "group",
         *(f"variables.{name}" for name in variables),
         *(f"outputs.{name}" for name in steps),
         "tokens_in",
@@ -203,8 +209,8 @@ async def export_csv(
         writer.writerow(
             [
                 str(item.index),
-                _cell(item.id),
                 _cell(item.status),
+                _cell(item.group),
                 *(_cell(item.variables.get(name)) for name in variables),
                 *(_cell(item.outputs.get(name)) for name in steps),
                 str(item.tokens_in),
@@ -226,66 +232,93 @@ async def export_csv(
 
 _JSON_COLUMN = {b"launchdeck.encoding": b"json"}
 
-# Fixed whatever the job: variables and outputs vary per job (and per row for uploaded rows), so
-# they are JSON text columns (DuckDB: `json_extract(outputs, '$.page')`; pandas: `json.loads`).
-_PARQUET_FIELDS: list[pa.Field[Any]] = [
-    pa.field("index", pa.int64(), nullable=False),
-    pa.field("id", pa.string()),
-    pa.field("status", pa.string(), nullable=False),
-    pa.field("variables", pa.string(), nullable=False, metadata=_JSON_COLUMN),
-    pa.field("outputs", pa.string(), nullable=False, metadata=_JSON_COLUMN),
-    pa.field("tokens_in", pa.int64(), nullable=False),
-    pa.field("tokens_out", pa.int64(), nullable=False),
-    pa.field("cost_usd", pa.float64(), nullable=False),
-    pa.field("cached", pa.bool_(), nullable=False),
-    pa.field("error", pa.string()),
-]
-PARQUET_SCHEMA = pa.schema(_PARQUET_FIELDS)
+
+def parquet_schema(variables: Sequence[str], steps: Sequence[str]) -> pa.Schema:
+    """The fixed columns typed, and a string column per variable and step: a variable may hold
+    any JSON value (uploaded rows differ from row to row) and a `json` step's value has its
+    schema's shape, so those are text (JSON unless a string; DuckDB: `json_extract`, pandas:
+    `json.loads`). A step's column says which encoding its `json` values use."""
+    fields: list[pa.Field[Any]] = [
+        pa.field("index", pa.int64(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("group", pa.string()),
+        *(pa.field(f"variables.{name}", pa.string()) for name in variables),
+        *(pa.field(f"outputs.{name}", pa.string(), metadata=_JSON_COLUMN) for name in steps),
+        pa.field("tokens_in", pa.int64(), nullable=False),
+        pa.field("tokens_out", pa.int64(), nullable=False),
+        pa.field("cost_usd", pa.float64(), nullable=False),
+        pa.field("cached", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+    return pa.schema(fields)
 
 
-def _columns() -> dict[str, list[Any]]:
-    return {name: [] for name in PARQUET_SCHEMA.names}
+def _text(value: Any) -> str | None:
+    """A variable's or output's value as a Parquet string cell: text as it is, else JSON."""
+    if value is None:
+        return None
+    return value if isinstance(value, str) else _json.encode(value).decode()
 
 
-def _append_row(columns: dict[str, list[Any]], item: ExportItem) -> None:
-    columns["index"].append(item.index)
-    columns["id"].append(item.id)
-    columns["status"].append(item.status)
-    columns["variables"].append(_json.encode(item.variables).decode())
-    columns["outputs"].append(_json.encode(item.outputs).decode())
-    columns["tokens_in"].append(item.tokens_in)
-    columns["tokens_out"].append(item.tokens_out)
-    columns["cost_usd"].append(item.cost_usd)
-    columns["cached"].append(item.cached)
-    columns["error"].append(item.error)
+class _Columns:
+    """One row group's columns, filled an item at a time."""
+
+    def __init__(self, schema: pa.Schema, variables: Sequence[str], steps: Sequence[str]) -> None:
+        self.schema = schema
+        self.variables = variables
+        self.steps = steps
+        self.data: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows = 0
+
+    def append(self, item: ExportItem) -> None:
+        data = self.data
+        data["index"].append(item.index)
+        data["status"].append(item.status)
+        data["group"].append(item.group)
+        for name in self.variables:
+            data[f"variables.{name}"].append(_text(item.variables.get(name)))
+        for name in self.steps:
+            data[f"outputs.{name}"].append(_text(item.outputs.get(name)))
+        data["tokens_in"].append(item.tokens_in)
+        data["tokens_out"].append(item.tokens_out)
+        data["cost_usd"].append(item.cost_usd)
+        data["cached"].append(item.cached)
+        data["error"].append(item.error)
+        self.rows += 1
+
+    def table(self) -> pa.Table:
+        return pa.Table.from_pydict(self.data, schema=self.schema)
 
 
 async def export_parquet(
     items: ItemSource,
     *,
+    variables: Sequence[str],
+    steps: Sequence[str],
     row_group_items: int = ROW_GROUP_ITEMS,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> AsyncGenerator[bytes, None]:
-    """A Parquet file (`PARQUET_SCHEMA`, zstd) written one row group of `row_group_items` at a
-    time into a sink that is drained after each, so memory is bounded by one row group."""
+    """A Parquet file (`parquet_schema(variables, steps)`, zstd) written one row group of
+    `row_group_items` at a time into a sink that is drained after each, so memory is bounded by
+    one row group. Variables and outputs not named are left out, as in the CSV."""
     if row_group_items <= 0:
         raise ValueError("row_group_items must be positive")
+    schema = parquet_schema(variables, steps)
     sink = _Sink()
     chunks = _Chunks(chunk_bytes)
-    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), PARQUET_SCHEMA, compression="zstd")
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
     closed = False
     try:
-        columns, rows = _columns(), 0
+        columns = _Columns(schema, variables, steps)
         async for item in each_item(items):
-            _append_row(columns, item)
-            rows += 1
-            if rows == row_group_items:
-                writer.write_table(pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA))
-                columns, rows = _columns(), 0
+            columns.append(item)
+            if columns.rows == row_group_items:
+                writer.write_table(columns.table())
+                columns = _Columns(schema, variables, steps)
                 for chunk in chunks.add(sink.take()):
                     yield chunk
-        if rows:
-            writer.write_table(pa.Table.from_pydict(columns, schema=PARQUET_SCHEMA))
+        if columns.rows:
+            writer.write_table(columns.table())
         writer.close()
         closed = True
         for chunk in chunks.add(sink.take()) + chunks.rest():
@@ -309,7 +342,6 @@ class OutputSummary(msgspec.Struct, kw_only=True, frozen=True):
 
 class ManifestItem(msgspec.Struct, kw_only=True, frozen=True):
     index: int
-    id: str | None
     slug: str  # unique within the group; also the item's page directory in a published site
     status: str
     variables: dict[str, Any]
@@ -323,17 +355,29 @@ class ManifestItem(msgspec.Struct, kw_only=True, frozen=True):
 
 class ManifestTotals(msgspec.Struct, kw_only=True, frozen=True):
     items: int
-    completed: int
+    done: int
     failed: int
     tokens_in: int
     tokens_out: int
     cost_usd: float
 
 
+class ManifestJob(msgspec.Struct, kw_only=True, frozen=True):
+    """What made the items: the job, its pinned template version and its model."""
+
+    id: str
+    template: str
+    template_version: int
+    provider: str
+    model: str
+    group_by: str | None
+
+
 class GroupManifest(msgspec.Struct, kw_only=True, frozen=True):
     group: str | None  # the group variable's value as text; None without `group_by`
     slug: str | None  # the group's directory; None without `group_by`
     path: str  # `<slug>/manifest.json`, or `manifest.json` without `group_by`
+    job: ManifestJob | None = None
     items: list[ManifestItem]
     totals: ManifestTotals
 
@@ -342,8 +386,10 @@ class GroupManifest(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def group_value(item: ExportItem, group_by: str) -> str:
-    """The item's group as text: a string variable as it is, any other value as JSON, a missing
-    one as ""."""
+    """The item's group as text: its `group` when set (as the job stored it), else a string
+    variable as it is, any other value as JSON, a missing one as ""."""
+    if item.group is not None:
+        return item.group
     value = item.variables.get(group_by)
     if value is None:
         return ""
@@ -381,9 +427,10 @@ def _summary(value: Any, file: str) -> OutputSummary:
 
 
 class _OpenGroup:
-    def __init__(self, group: str | None, slug: str | None) -> None:
+    def __init__(self, group: str | None, slug: str | None, job: ManifestJob | None) -> None:
         self.group = group
         self.slug = slug
+        self.job = job
         self.items: list[ManifestItem] = []
         self.item_slugs = UniqueSlugs()
 
@@ -392,10 +439,11 @@ class _OpenGroup:
             group=self.group,
             slug=self.slug,
             path=f"{self.slug}/manifest.json" if self.slug else "manifest.json",
+            job=self.job,
             items=self.items,
             totals=ManifestTotals(
                 items=len(self.items),
-                completed=sum(i.status == COMPLETED for i in self.items),
+                done=sum(i.status == COMPLETED for i in self.items),
                 failed=sum(i.status == FAILED for i in self.items),
                 tokens_in=sum(i.tokens_in for i in self.items),
                 tokens_out=sum(i.tokens_out for i in self.items),
@@ -408,10 +456,11 @@ class ItemGrouper:
     """Splits a stream of items into groups as they arrive, handing out path-safe group and item
     slugs. The items must come grouped (e.g. `ORDER BY variables->>'<group_by>', index`): a
     group seen again after another raises ExportError, since its manifest was already handed
-    out. Without `group_by` every item is in one group."""
+    out. Without `group_by` every item is in one group. `job`: put in every manifest."""
 
-    def __init__(self, group_by: str | None) -> None:
+    def __init__(self, group_by: str | None, job: ManifestJob | None = None) -> None:
         self.group_by = group_by
+        self.job = job
         self._group_slugs = UniqueSlugs()
         self._done: set[str] = set()
         self._open: _OpenGroup | None = None
@@ -422,7 +471,7 @@ class ItemGrouper:
         closed: GroupManifest | None = None
         if self.group_by is None:
             if self._open is None:
-                self._open = _OpenGroup(None, None)
+                self._open = _OpenGroup(None, None, self.job)
         else:
             group = group_value(item, self.group_by)
             if self._open is None or self._open.group != group:
@@ -433,13 +482,13 @@ class ItemGrouper:
                     )
                 if self._open is not None:
                     closed = self._close()
-                self._open = _OpenGroup(group, self._group_slugs.take(group, fallback="ungrouped"))
+                slug = self._group_slugs.take(group, fallback=UNGROUPED_SLUG)
+                self._open = _OpenGroup(group, slug, self.job)
         open_ = self._open
         slug = open_.item_slugs.take(item_label(item, self.group_by), fallback="item")
         files = output_files(item)
         entry = ManifestItem(
             index=item.index,
-            id=item.id,
             slug=slug,
             status=item.status,
             variables=item.variables,
@@ -471,11 +520,11 @@ class ItemGrouper:
 
 
 async def group_manifests(
-    items: ItemSource, group_by: str | None
+    items: ItemSource, group_by: str | None, *, job: ManifestJob | None = None
 ) -> AsyncGenerator[GroupManifest, None]:
     """Each group's manifest (write `manifest.content()` at `manifest.path`), as soon as its
     group is complete; items must come ordered by group (see `ItemGrouper`)."""
-    grouper = ItemGrouper(group_by)
+    grouper = ItemGrouper(group_by, job)
     async for item in each_item(items):
         closed, _, _ = grouper.add(item)
         if closed is not None:
@@ -492,6 +541,7 @@ async def manifests_zip(
     include_outputs: bool = True,
     chunk_bytes: int = CHUNK_BYTES,
     modified: datetime | None = None,
+    job: ManifestJob | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """A zip (deflated, written in streaming mode) of every group's `manifest.json` and, with
     `include_outputs`, each item's outputs as `<group>/<item>/<step>.md|.json`. Items must come
@@ -499,7 +549,7 @@ async def manifests_zip(
     stamp = (modified or datetime.now(UTC)).timetuple()[:6]
     sink = _Sink()
     chunks = _Chunks(chunk_bytes)
-    grouper = ItemGrouper(group_by)
+    grouper = ItemGrouper(group_by, job)
 
     def add(zf: zipfile.ZipFile, path: str, data: bytes) -> list[bytes]:
         info = zipfile.ZipInfo(path, date_time=stamp)

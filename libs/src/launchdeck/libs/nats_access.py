@@ -116,9 +116,12 @@ def _control_api() -> ServiceAccess:
             s.SUBJECT_DEPLOY_JOBS,
             s.SUBJECT_UNDEPLOY_JOBS,
             s.SUBJECT_RUN_JOBS,
+            s.SUBJECT_GENERATION_JOBS,
             f"{s.SUBJECT_BUILD_EVENTS_PREFIX}.>",
             f"{s.SUBJECT_DEPLOYMENT_EVENTS_PREFIX}.>",
             f"{s.SUBJECT_RUN_EVENTS_PREFIX}.>",
+            # A generation job's final progress, when it ends (`finish`) or is cancelled.
+            f"{s.SUBJECT_GENERATION_EVENTS_PREFIX}.>",
             # The eof batch of a log whose worker died (abandoned jobs, the log sweep), or of
             # a build cancelled while queued.
             f"{s.SUBJECT_BUILD_LOGS_PREFIX}.>",
@@ -126,6 +129,9 @@ def _control_api() -> ServiceAccess:
             # every worker (core NATS).
             f"$KV.{s.KV_CANCELLATIONS}.>",
             s.SUBJECT_BUILD_CANCEL,
+            # Cancelling a generation job: the word to every generator (core NATS; the job's
+            # row already says so, which is what a generator that missed it finds).
+            s.SUBJECT_GENERATION_CANCEL,
             # The scheduler's lease (`libs.lease`, key `scheduler`): created, renewed and
             # deleted by writes to its key, read with MSG.GET (the bucket has no direct get).
             f"$KV.{s.KV_LEASES}.>",
@@ -165,6 +171,9 @@ def _control_api() -> ServiceAccess:
             f"$JS.FC.{object_stream(artifacts)}.>",
             f"$O.{artifacts}.M.>",
             *_stream_api("PURGE", object_stream(artifacts)),
+            # Publishing a generation job (`POST /api/v1/generations/{id}/publish`): the
+            # rendered site is stored as its build's artifact, chunks then metadata (above).
+            f"$O.{artifacts}.C.>",
         ),
         subscribe=(
             # WebSocket viewers of a project's (or a generation's) events: core subscriptions.
@@ -172,6 +181,13 @@ def _control_api() -> ServiceAccess:
             # Env var requests of the workers (queue group `control-api`), answered through
             # `allow_responses` to the asker's own inbox: values never go to a stream.
             s.SUBJECT_ENV_REQUESTS,
+            # The generator's checkpoint requests (start, claim, settle, cache, finish), in the
+            # same queue group, answered to the generator's inbox only.
+            s.SUBJECT_GENERATION_START,
+            s.SUBJECT_GENERATION_CLAIM,
+            s.SUBJECT_GENERATION_SETTLE,
+            s.SUBJECT_GENERATION_CACHE,
+            s.SUBJECT_GENERATION_FINISH,
             s.max_deliveries_advisory_subject(s.STREAM_BUILDS, s.CONSUMER_BUILD_WORKERS),
             s.max_deliveries_advisory_subject(s.STREAM_DEPLOYS, s.CONSUMER_DEPLOY_ENGINES),
         ),
@@ -261,13 +277,25 @@ def _deploy_engine() -> ServiceAccess:
 
 
 def _generator() -> ServiceAccess:
-    # A skeleton so far: it registers its micro endpoint and idles. Its jobs (GENERATIONS,
-    # `ld.events.generation.>`, the exports bucket) are granted when it consumes them.
+    # No database and no stream of results: everything a job stores goes through the
+    # control-api's `ld.rpc.generation.*` (the answers come to its own inbox).
+    streams = (s.STREAM_GENERATIONS,)
     return ServiceAccess(
         service=s.SERVICE_GENERATOR,
         user="generator",
-        publish=(),
-        subscribe=tuple(_micro(s.SERVICE_GENERATOR)),
+        publish=(
+            f"{s.SUBJECT_GENERATION_RPC_PREFIX}.>",
+            # Progress of the jobs it runs (`GenerationProgress`, EVENTS stream).
+            f"{s.SUBJECT_GENERATION_EVENTS_PREFIX}.>",
+            *_stream_api("INFO", *streams),
+            *_durable_consumer(s.STREAM_GENERATIONS, s.CONSUMER_GENERATORS),
+        ),
+        subscribe=(
+            *_micro(s.SERVICE_GENERATOR),
+            # Cancel requests (every generator hears each; the one running the job stops it).
+            s.SUBJECT_GENERATION_CANCEL,
+        ),
+        streams=streams,
         responds=True,
     )
 

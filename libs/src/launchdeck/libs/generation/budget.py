@@ -12,22 +12,15 @@ in flight used beyond their estimates: at most `concurrency * max(actual - estim
 estimates hold), "one call in flight per slot" at worst.
 
 Within one process the methods are plain synchronous code (no `await` inside), so each runs
-atomically in the event loop and concurrent tasks cannot both pass the check. Across processes
-(several generator replicas, a restart) the same rule must live in one place — the control-api,
-in one SQL statement per operation (docs/architecture.md, "Generation jobs: the pure rules"):
-
-    -- reserve: granted iff a row comes back
-    UPDATE generation_jobs
-       SET reserved_usd = reserved_usd + $est_usd, reserved_tokens = reserved_tokens + $est_tokens
-     WHERE id = $job
-       AND (budget_usd IS NULL OR spent_usd + reserved_usd + $est_usd <= budget_usd)
-       AND (budget_tokens IS NULL OR spent_tokens + reserved_tokens + $est_tokens <= budget_tokens)
-    RETURNING id;
-    -- settle: release the estimate, add the actual usage
-    UPDATE generation_jobs
-       SET reserved_usd = reserved_usd - $est_usd, reserved_tokens = reserved_tokens - $est_tokens,
-           spent_usd = spent_usd + $usd, spent_tokens = spent_tokens + $tokens
-     WHERE id = $job;
+atomically in the event loop and concurrent tasks cannot both pass the check. That is enough:
+one generator runs a given job at a time (the work queue delivers the job's command to one
+consumer, kept by heartbeats), so the job's budget lives in that process. Nothing is reserved in
+the database: the control-api adds each item's actual usage to the job's spent totals with every
+settle, and a resumed job (a redelivery after a crash, another generator) starts a new `Budget`
+from those totals (`spent`). A crash loses the reservations of calls in flight (never spent)
+and the usage of items answered but not yet settled (at most the settler's last 100 ms): those
+were paid, are not in the totals, and are called again on resume — the one bounded way a job
+can spend more than its totals say (docs/architecture.md, "Generation jobs: the pure rules").
 """
 
 from __future__ import annotations

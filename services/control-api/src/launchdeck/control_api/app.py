@@ -19,6 +19,8 @@ from launchdeck.control_api.api.auth import auth_middleware, setup_token_checks
 from launchdeck.control_api.api.builds import setup_build_routes
 from launchdeck.control_api.api.deployments import setup_deployment_routes
 from launchdeck.control_api.api.env import setup_env_routes
+from launchdeck.control_api.api.generation_results import setup_generation_result_routes
+from launchdeck.control_api.api.generations import setup_generation_routes
 from launchdeck.control_api.api.hooks import setup_hook_routes
 from launchdeck.control_api.api.json_io import MAX_BODY_BYTES
 from launchdeck.control_api.api.keys import JS, KEYRING, METRICS, NC, POOL, SETTINGS
@@ -40,6 +42,7 @@ from launchdeck.control_api.api.tokens import setup_token_routes
 from launchdeck.control_api.consumers.advisories import MaxDeliveriesWatcher
 from launchdeck.control_api.consumers.env_requests import EnvRequestServer
 from launchdeck.control_api.consumers.events import EventsConsumer
+from launchdeck.control_api.consumers.generation_rpc import GenerationRpcServer
 from launchdeck.control_api.consumers.scheduler import Scheduler
 from launchdeck.control_api.consumers.stuck_jobs import StuckJobsSweeper
 from launchdeck.control_api.domain.abandoned_jobs import Deadlines
@@ -52,8 +55,9 @@ from launchdeck.control_api.ws.routes import setup_ws_routes
 from launchdeck.libs.outbox import OutboxRelay
 
 # The running background tasks (outbox relay, events consumer, abandoned-jobs watcher, log
-# sweeper, stuck-jobs sweeper, pruner, env requests server, scheduler): `main` watches them
-# and exits when one dies, so the process supervisor restarts the service.
+# sweeper, stuck-jobs sweeper, pruner, env requests server, generation RPC server,
+# scheduler): `main` watches them and exits when one dies, so the process supervisor restarts
+# the service.
 BACKGROUND: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("background")
 
 
@@ -97,6 +101,8 @@ def create_app(
     setup_ws_routes(app)
     setup_schedule_routes(app)
     setup_run_routes(app)
+    setup_generation_routes(app)
+    setup_generation_result_routes(app)
     setup_template_routes(app)
     setup_token_routes(app)
     setup_audit_routes(app)
@@ -134,6 +140,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     )
     pruner = Pruner(pool, js, retention, metrics, interval_s=settings.prune_interval_s)
     env_server = EnvRequestServer(pool, nc, app[KEYRING])
+    generation_rpc = GenerationRpcServer(pool, nc, app[KEYRING])
     scheduler = Scheduler(
         pool,
         js,
@@ -143,6 +150,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
         poll_interval_s=settings.scheduler.poll_interval_s,
         lease_ttl_s=settings.scheduler.lease_ttl_s,
         on_change=app[BUILD_PAGES].invalidate,
+        generation=settings.generation,
     )
     tasks = app[BACKGROUND]
     tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
@@ -152,6 +160,7 @@ async def _run_background_tasks(app: web.Application) -> AsyncIterator[None]:
     tasks.append(asyncio.create_task(stuck.run(), name="stuck-jobs-sweeper"))
     tasks.append(asyncio.create_task(pruner.run(), name="pruner"))
     tasks.append(asyncio.create_task(env_server.run(), name="env-requests"))
+    tasks.append(asyncio.create_task(generation_rpc.run(), name="generation-rpc"))
     tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
     yield
     for task in tasks:

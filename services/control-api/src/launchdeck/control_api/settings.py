@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from launchdeck.libs.db import PoolTimeouts
+from launchdeck.libs.generation import pricing, variables
 from launchdeck.libs.settings import (
     SettingsError,
     env_bool,
@@ -58,6 +59,35 @@ class SchedulerSettings:
 
 
 @dataclass(frozen=True)
+class GenerationSettings:
+    """Generation jobs (docs/configuration.md, "Generation jobs")."""
+
+    # Items one job may have (a matrix's product, or rows inline or uploaded).
+    max_items: int = variables.MAX_ITEMS
+    # The operator's prices per model (USD per million tokens); a job's own `price` wins.
+    prices: pricing.PriceTable = field(default_factory=pricing.PriceTable)
+
+    @classmethod
+    def from_env(cls) -> GenerationSettings:
+        max_items = env_int("LAUNCHDECK_GENERATION_MAX_ITEMS", variables.MAX_ITEMS)
+        if not 1 <= max_items <= 10_000_000:
+            raise SettingsError(
+                "environment variable LAUNCHDECK_GENERATION_MAX_ITEMS must be between 1 and "
+                "10000000"
+            )
+        try:
+            prices = pricing.PriceTable.parse_json(
+                env_str("LAUNCHDECK_GENERATION_PRICES", ""), "LAUNCHDECK_GENERATION_PRICES"
+            )
+        except pricing.PricingError as exc:
+            raise SettingsError(
+                f"environment variable {exc.field}: {exc.message} (expected JSON such as "
+                '{"openai/gpt-4o-mini": {"input_per_mtok": 0.15, "output_per_mtok": 0.6}})'
+            ) from None
+        return cls(max_items=max_items, prices=prices)
+
+
+@dataclass(frozen=True)
 class Settings:
     database_url: str
     nats_url: str
@@ -94,6 +124,7 @@ class Settings:
     # Bounds on each wait for PostgreSQL: while it is away requests fail fast with a 503.
     db_timeouts: PoolTimeouts = field(default_factory=PoolTimeouts)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -142,6 +173,7 @@ class Settings:
             webhook_delivery_retention_s=delivery_days * DAY,
             db_timeouts=db_timeouts,
             scheduler=SchedulerSettings.from_env(),
+            generation=GenerationSettings.from_env(),
             database_url=env_str("DATABASE_URL"),
             nats_url=nats_url(),
             host=env_str("LAUNCHDECK_API_HOST", "127.0.0.1"),

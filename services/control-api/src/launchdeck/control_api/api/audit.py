@@ -63,10 +63,18 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/runs/{id}/cancel"): "run.cancel",
     ("POST", "/api/v1/templates"): "template.create",
     ("PUT", "/api/v1/templates/{id}"): "template.version",
+    ("POST", "/api/v1/projects/{id}/generations"): "generation.create",
+    ("POST", "/api/v1/generations/{id}/cancel"): "generation.cancel",
+    ("POST", "/api/v1/generations/{id}/publish"): "generation.publish",
     # A dry run changes nothing, but it is a POST: recorded like the others, by name.
 }
 # POSTs that change nothing (a dry run): not audited, so the log holds only what changed.
-READ_ONLY_POSTS = frozenset({("POST", "/api/v1/templates/{id}/render")})
+READ_ONLY_POSTS = frozenset(
+    {
+        ("POST", "/api/v1/templates/{id}/render"),
+        ("POST", "/api/v1/projects/{id}/generations/dry-run"),
+    }
+)
 _MAX_FIELDS = 50
 _MAX_FIELD_NAME = 100
 

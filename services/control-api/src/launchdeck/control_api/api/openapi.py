@@ -34,6 +34,12 @@ from launchdeck.contracts.api import (
     DeploymentOut,
     EnvVarOut,
     EnvVarSet,
+    GenerationCreate,
+    GenerationEstimate,
+    GenerationItemOut,
+    GenerationOut,
+    GenerationPublish,
+    GenerationPublished,
     Health,
     LogRecord,
     Page,
@@ -144,6 +150,21 @@ AUDIT_PROJECT = Param(
     "project", "only this project's entries (id or name)", {"type": "string", "maxLength": 200}
 )
 TEMPLATE_VERSION = Param("version", "this version (default: the latest)", _int(1, 2**31 - 1))
+DRY_RUN_PROMPTS = Param(
+    "prompts", "how many items' rendered prompts to show (default 3)", _int(0, 50, 3)
+)
+ITEM_STATUS = Param(
+    "status", "only the items of this status", {"enum": ["pending", "done", "failed"]}
+)
+EXPORT_FORMAT = Param(
+    "format", "the file's format (default jsonl)", {"enum": ["jsonl", "csv", "parquet"]}
+)
+GENERATION_UPLOAD_NOTE = (
+    "The body is `GenerationCreate` as JSON, or `multipart/form-data` with that JSON as the"
+    " `spec` part and the rows as a file part `rows` (`.jsonl`/`.ndjson` or `.csv`, by its file"
+    " name or Content-Type `application/x-ndjson`/`text/csv`), read as it arrives: the file may"
+    " be larger than the JSON body limit. Exactly one of `variables`, `rows` or an uploaded file."
+)
 AUDIT_ACTION = Param(
     "action", "only this action (`build.create`, …)", {"type": "string", "maxLength": 200}
 )
@@ -544,6 +565,138 @@ ROUTES: tuple[RouteDoc, ...] = (
             " one `RunLogRecord` JSON object per line."
         ),
     ),
+    # --- generation jobs (api/generations.py) ---
+    RouteDoc(
+        "POST",
+        "/api/v1/projects/{id}/generations",
+        "Start a generation job: a pinned template version over many items",
+        "generations",
+        "deploy",
+        status=202,
+        body=GenerationCreate,
+        response=GenerationOut,
+        headers={"Location": "the job's URL"},
+        description=(
+            GENERATION_UPLOAD_NOTE + " The job is `queued`, then `running`, then `succeeded`,"
+            " `failed`, `budget_exceeded` or `cancelled`; follow it on the `generation:<id>`"
+            " channel of `/api/v1/ws`."
+        ),
+    ),
+    RouteDoc(
+        "POST",
+        "/api/v1/projects/{id}/generations/dry-run",
+        "Dry run: render the first prompts and estimate tokens and cost; nothing is stored",
+        "generations",
+        "read",
+        body=GenerationCreate,
+        response=GenerationEstimate,
+        query=(DRY_RUN_PROMPTS,),
+        description=(
+            GENERATION_UPLOAD_NOTE + " No model is called. An item that does not render (an"
+            " undefined variable) is a 422 naming `items[<index>]`, the step and the line."
+        ),
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/projects/{id}/generations",
+        "A project's generation jobs, newest first",
+        "generations",
+        "read",
+        response=Page[GenerationOut],
+        query=PAGE,
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}",
+        "A generation job and its totals",
+        "generations",
+        "read",
+        response=GenerationOut,
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}/items",
+        "A job's items in index order (their variables, outputs or errors)",
+        "generations",
+        "read",
+        response=Page[GenerationItemOut],
+        query=(*PAGE, ITEM_STATUS),
+    ),
+    RouteDoc(
+        "POST",
+        "/api/v1/generations/{id}/cancel",
+        "Cancel a queued or running job: no new call starts (409 once it has finished)",
+        "generations",
+        "deploy",
+        response=GenerationOut,
+        errors=(409,),
+    ),
+    # --- generation results (api/generation_results.py) ---
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}/export",
+        "Export a job's items as JSONL, CSV or Parquet (streamed)",
+        "generations",
+        "read",
+        query=(EXPORT_FORMAT, ITEM_STATUS),
+        errors=(404,),
+        media={
+            NDJSON: {"schema": {"type": "string"}},
+            "text/csv": {"schema": {"type": "string"}},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        },
+        description=(
+            "Every item by index: index, status, group, variables, outputs (step → text, or a"
+            " `json` step's value), tokens, cost, cached, error. CSV and Parquet have a"
+            " `variables.<name>` column per variable (the job's order) and an `outputs.<step>`"
+            " column per step (a `json` value as JSON text). Sent with chunked transfer encoding"
+            " as it is read; a cut transfer is an incomplete file."
+        ),
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}/manifests.zip",
+        "A zip of one `<group>/manifest.json` per group, with each item's outputs",
+        "generations",
+        "read",
+        errors=(404,),
+        media={"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        description=(
+            "A manifest: the group, the job (template, version, model), its items (index,"
+            " slug, status, variables, output summaries, tokens, cost) and totals; each item's"
+            " outputs are at `<group>/<item>/<step>.md|.json`. Without `group_by`, one"
+            " `manifest.json` at the root; items with an empty group are in `ungrouped/`."
+        ),
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}/manifests/{group}",
+        "One group's manifest.json, by its directory name in the zip",
+        "generations",
+        "read",
+        errors=(404,),
+        media={"application/json": {"schema": {"type": "object"}}},
+    ),
+    RouteDoc(
+        "POST",
+        "/api/v1/generations/{id}/publish",
+        "Publish the done items as a static site, built and deployed to a project",
+        "generations",
+        "deploy",
+        status=202,
+        body=GenerationPublish,
+        body_optional=True,
+        response=GenerationPublished,
+        errors=(409,),
+        headers={"Location": "the deployment's URL"},
+        description=(
+            "One HTML page per done item from the Markdown of `step` (sanitised: model output"
+            " is untrusted), an index per group, a root index and sitemap.xml, stored as a"
+            " succeeded build (trigger `generation`) of `project` and deployed like any build."
+            " A `json` step is a 422 (`step`); no done item is a 409. Needs deploy on the job's"
+            " project and on `project`."
+        ),
+    ),
     # --- tokens ---
     RouteDoc(
         "POST",
@@ -737,6 +890,8 @@ PATH_PARAMS: dict[str, tuple[str, dict[str, Any]]] = {
     "runs": ("the run's id", {"type": "string", "format": "uuid"}),
     "tokens": ("the token's id", {"type": "string", "format": "uuid"}),
     "schedules": ("the schedule's id", {"type": "string", "format": "uuid"}),
+    "generations": ("the generation job's id", {"type": "string", "format": "uuid"}),
+    "group": ("the group's directory name (a slug)", {"type": "string", "minLength": 1}),
     "templates": (
         "the template's id or name",
         {"type": "string", "minLength": 1, "maxLength": 200},

@@ -29,6 +29,7 @@ from launchdeck.contracts.subjects import (
     SUBJECT_BUILD_EVENTS_PREFIX,
     SUBJECT_DEPLOYMENT_EVENTS_PREFIX,
     SUBJECT_EVENTS_ALL,
+    SUBJECT_GENERATION_EVENTS_PREFIX,
     SUBJECT_RUN_EVENTS_PREFIX,
 )
 from launchdeck.control_api.domain.events import AnyEvent, EventOrigin, apply_event
@@ -59,6 +60,10 @@ def decode_event(subject: str, data: bytes) -> AnyEvent | None:
 
     Raises msgspec.ValidationError / DecodeError for a malformed event.
     """
+    if subject.startswith(SUBJECT_GENERATION_EVENTS_PREFIX + "."):
+        # The generator's progress, for WebSocket viewers (core NATS): the job's row is kept
+        # by the RPC that settles its items, so there is nothing to apply — acked, skipped.
+        return None
     if subject.startswith(SUBJECT_BUILD_EVENTS_PREFIX + "."):
         return msgspec.json.decode(data, type=BuildStatusChanged)
     if subject.startswith(SUBJECT_DEPLOYMENT_EVENTS_PREFIX + "."):

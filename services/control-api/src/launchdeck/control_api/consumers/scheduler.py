@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 
 from launchdeck.control_api.domain import schedules
 from launchdeck.control_api.metrics import Metrics
+from launchdeck.control_api.settings import GenerationSettings
 from launchdeck.libs.lease import Lease
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.periodic import run_periodically
@@ -54,8 +55,11 @@ class Scheduler:
         holder: str | None = None,
         lease_key: str = LEASE_KEY,
         on_change: Callable[[uuid.UUID | None], None] | None = None,
+        generation: GenerationSettings | None = None,
     ) -> None:
         self._pool = pool
+        # The limits and prices of the generation jobs that schedules start.
+        self._generation = generation or GenerationSettings()
         # Told (None: some project) once a fired tick made a build: the builds-list page cache.
         self._on_change = on_change
         self.metrics = metrics
@@ -98,7 +102,9 @@ class Scheduler:
                 if not self.lease.held:  # lost it mid-round: the new holder goes on
                     break
                 try:
-                    outcome = await schedules.fire(conn, schedule_id, now=now)
+                    outcome = await schedules.fire(
+                        conn, schedule_id, now=now, generation=self._generation
+                    )
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     raise  # Postgres away: the round fails (an outage), the next one retries
                 except Exception as exc:  # one schedule's fault must not stop the others
@@ -127,6 +133,7 @@ class Scheduler:
             missed=fired.missed,
             build_id=str(fired.build_id) if fired.build_id else None,
             run_id=str(fired.run_id) if fired.run_id else None,
+            generation_id=str(fired.generation_id) if fired.generation_id else None,
             detail=fired.detail,
         )
         if self.metrics is not None:

@@ -25,6 +25,7 @@ from launchdeck.contracts.api import (
     BuildAction,
     BuildCreate,
     CommandAction,
+    GenerationAction,
     HttpAction,
     ScheduleAction,
     ScheduleCreate,
@@ -33,8 +34,10 @@ from launchdeck.contracts.api import (
 from launchdeck.control_api.domain import cron
 from launchdeck.control_api.domain.builds import trigger_build
 from launchdeck.control_api.domain.errors import Conflict, DomainError, Invalid, NotFound
+from launchdeck.control_api.domain.generations import create_generation, find_generation_template
 from launchdeck.control_api.domain.runs import request_run
-from launchdeck.control_api.store import projects, runs
+from launchdeck.control_api.settings import GenerationSettings
+from launchdeck.control_api.store import generations, projects, runs
 from launchdeck.control_api.store import schedules as store
 from launchdeck.control_api.store.records import Project, Schedule
 from launchdeck.libs.logging import get_logger
@@ -70,10 +73,23 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"the project has a schedule named {name!r} already")
 
 
+async def _check_action(conn: Any, action: ScheduleAction) -> None:
+    """What can be checked of an action before its first tick: a generation's template exists
+    (422 on `action.spec.template…`). The rest of its spec is checked at each tick."""
+    if isinstance(action, GenerationAction):
+        try:
+            await find_generation_template(conn, action.spec)
+        except Invalid as exc:
+            raise Invalid(
+                exc.detail, [replace(e, field=f"action.spec.{e.field}") for e in exc.errors]
+            ) from None
+
+
 async def create_schedule(
     conn: Any, project: Project, request: ScheduleCreate, *, now: datetime
 ) -> Schedule:
     expression = _checked(request.cron, request.timezone)
+    await _check_action(conn, request.action)
     next_run_at = cron.next_tick(expression, request.timezone, now) if request.enabled else None
     try:
         return await store.insert(
@@ -100,6 +116,7 @@ async def update_schedule(
     if request.name is not msgspec.UNSET:
         fields["name"] = request.name
     if request.action is not msgspec.UNSET:
+        await _check_action(conn, request.action)
         fields["action"] = msgspec.to_builtins(request.action)
     expression = schedule.cron if request.cron is msgspec.UNSET else request.cron
     timezone = schedule.timezone if request.timezone is msgspec.UNSET else request.timezone
@@ -152,6 +169,7 @@ class Fired:
     run_id: uuid.UUID | None = None
     http: HttpCall | None = None
     detail: str | None = None
+    generation_id: uuid.UUID | None = None
 
 
 def _missed_detail(due: cron.Due) -> str | None:
@@ -171,10 +189,22 @@ async def due_schedule_ids(conn: Any, now: datetime, *, limit: int) -> list[uuid
     return list(await store.due_ids(conn, now, limit=limit))
 
 
-async def fire(conn: Any, schedule_id: uuid.UUID, *, now: datetime) -> Fired | None:
+def generation_author(schedule_id: uuid.UUID) -> str:
+    """The `created_by` of a schedule's generation jobs: how a tick finds its previous job
+    (the jobs table has no schedule column; the tick's `detail` names the job)."""
+    return f"schedule:{schedule_id}"
+
+
+async def fire(
+    conn: Any,
+    schedule_id: uuid.UUID,
+    *,
+    now: datetime,
+    generation: GenerationSettings | None = None,
+) -> Fired | None:
     """Fire the schedule's latest due tick, once: None when it is not due (or disabled, or
     being fired by another transaction, or its tick was fired already — then only its next
-    tick is brought up to date)."""
+    tick is brought up to date). `generation`: the limits and prices of generation jobs."""
     async with conn.transaction():
         schedule = await store.lock_due(conn, schedule_id, now)
         if schedule is None or schedule.next_run_at is None:
@@ -202,7 +232,8 @@ async def fire(conn: Any, schedule_id: uuid.UUID, *, now: datetime) -> Fired | N
         if not claimed:
             await store.advance(conn, schedule.id, next_run_at=due.next, last_run_at=None)
             return None
-        fired = await _act(conn, schedule, due, now=now, missed=missed)
+        settings = generation or GenerationSettings()
+        fired = await _act(conn, schedule, due, now=now, missed=missed, generation=settings)
         await store.set_tick(
             conn,
             schedule.id,
@@ -223,7 +254,13 @@ async def fire(conn: Any, schedule_id: uuid.UUID, *, now: datetime) -> Fired | N
 
 
 async def _act(
-    conn: Any, schedule: Schedule, due: cron.Due, *, now: datetime, missed: str | None
+    conn: Any,
+    schedule: Schedule,
+    due: cron.Due,
+    *,
+    now: datetime,
+    missed: str | None,
+    generation: GenerationSettings,
 ) -> Fired:
     """Do the action, inside the tick's transaction; a refusal (DomainError) is the tick's
     failure, not the scheduler's: its savepoint is rolled back and the tick says why."""
@@ -258,6 +295,18 @@ async def _act(
             case HttpAction():
                 call = HttpCall(schedule.id, due.tick, project.name, action)
                 return replace(base, outcome="running", http=call)
+            case GenerationAction():
+                author = generation_author(schedule.id)
+                if not action.allow_overlap and await generations.active_created_by(
+                    conn, project.id, author
+                ):
+                    reason = "skipped: the previous job of this schedule is still queued or running"
+                    return replace(base, outcome="skipped", detail=_join(reason, missed))
+                job = await create_generation(
+                    conn, project, action.spec, created_by=author, settings=generation
+                )
+                started = f"generation job {job.id} ({job.total} items)"
+                return replace(base, generation_id=job.id, detail=_join(started, missed))
     except DomainError as exc:
         return replace(base, outcome="failed", detail=_join(exc.detail, missed))
     raise AssertionError(f"unknown schedule action {action!r}")  # pragma: no cover

@@ -13,6 +13,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -21,6 +22,7 @@ from aiohttp import web
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from launchdeck.contracts.codec import encode
 from launchdeck.contracts.messages import (
     BuildStatusChanged,
     DeploymentStatusChanged,
@@ -49,9 +51,11 @@ from launchdeck.contracts.ws import (
 )
 from launchdeck.control_api.api.auth import recheck, require_scope
 from launchdeck.control_api.api.builds import load_build
+from launchdeck.control_api.api.generations import load_generation
 from launchdeck.control_api.api.keys import JS, NC, POOL
 from launchdeck.control_api.api.runs import load_run
 from launchdeck.control_api.domain.errors import DomainError
+from launchdeck.control_api.domain.generations import progress_of
 from launchdeck.control_api.domain.projects import resolve_project
 from launchdeck.control_api.logs.app import AppLogLine, AppLogQuery, iter_app_log
 from launchdeck.control_api.logs.live import LiveLogs
@@ -200,6 +204,8 @@ class _Subscription:
     def __init__(self) -> None:
         self.task: asyncio.Task[None] | None = None
         self.nats: list[Subscription] = []
+        # Run once the `subscribed` frame is queued (a channel's first frames after it).
+        self.after: Callable[[], None] | None = None
 
     async def close(self) -> None:
         if self.task is not None:
@@ -265,6 +271,8 @@ class MuxSession:
         self._channels[name] = sub
         # Queued before the pump task first runs, so `subscribed` precedes the channel's lines.
         self._send(SubscribedFrame(channel=name))
+        if sub.after is not None:
+            sub.after()
         if sub.task is not None:
             sub.task.add_done_callback(lambda _: self._forget(name, sub))
 
@@ -365,8 +373,12 @@ class MuxSession:
         sub.task = asyncio.create_task(pump())
 
     async def _subscribe_generation(self, sub: _Subscription, name: str, job_id: str) -> None:
-        # Generation jobs get their table, and this channel its scope check, with the generator.
+        """`subscribed`, then the job as it stands (a GenerationProgress from its row: no rate
+        known, `items_per_s` 0), then the generator's progress events as they come. The NATS
+        interest exists before the row is read, so no event between the two is missed; events
+        that come before the snapshot went out wait for it."""
         outbox = self._outbox
+        waiting: list[bytes] | None = []  # None once the snapshot is out
 
         async def forward(msg: Msg) -> None:
             try:
@@ -375,9 +387,27 @@ class MuxSession:
                 log.warning("event_undecodable", subject=msg.subject)
                 return
             event = EventFrame(channel=name, kind="generation", event=msgspec.Raw(msg.data))
-            outbox.offer(encode_frame(event))
+            if waiting is not None:
+                waiting.append(encode_frame(event))
+            else:
+                outbox.offer(encode_frame(event))
 
         await self._subscribe_core(sub, [generation_event_subject(job_id)], forward)
+        try:  # nothing is sent before this check: an unknown job or another project's is a 404
+            job = await load_generation(self._request, job_id)
+        except BaseException:
+            await sub.close()
+            raise
+        snapshot = progress_of(job, at=datetime.now(UTC))
+        first = EventFrame(channel=name, kind="generation", event=msgspec.Raw(encode(snapshot)))
+
+        def send_first() -> None:
+            nonlocal waiting
+            queued, waiting = waiting or [], None
+            for frame in [encode_frame(first), *queued]:
+                outbox.offer(frame)
+
+        sub.after = send_first
 
     async def _subscribe_core(
         self, sub: _Subscription, subjects: list[str], forward: Callable[[Msg], Awaitable[None]]
