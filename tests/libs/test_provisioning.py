@@ -29,7 +29,6 @@ from tests.service_process import SERVICE_MODULES, service_env
 
 BUCKET_STREAMS = [
     f"OBJ_{s.OBJECT_STORE_ARTIFACTS}",
-    f"OBJ_{s.OBJECT_STORE_EXPORTS}",
     f"KV_{s.KV_LEASES}",
     f"KV_{s.KV_CANCELLATIONS}",
 ]

@@ -53,7 +53,6 @@ QUEUE_CONTROL_API = "control-api"
 
 # --- object stores and KV -----------------------------------------------------------------
 OBJECT_STORE_ARTIFACTS = "artifacts"
-OBJECT_STORE_EXPORTS = "exports"
 KV_LEASES = "leases"
 KV_CANCELLATIONS = "cancellations"  # build or run id → its cancel request (a mark)
 

@@ -123,7 +123,7 @@ def platform_streams() -> tuple[str, ...]:
     under the object stores (`OBJ_<bucket>`) and the KV buckets (`KV_<bucket>`)."""
     return (
         *(str(config.name) for config in stream_configs()),
-        *(f"OBJ_{bucket}" for bucket in (s.OBJECT_STORE_ARTIFACTS, s.OBJECT_STORE_EXPORTS)),
+        f"OBJ_{s.OBJECT_STORE_ARTIFACTS}",
         *(f"KV_{kv.bucket}" for kv in kv_configs()),
     )
 
@@ -301,7 +301,7 @@ async def provision(js: JetStreamContext, replicas: int | None = None) -> Replic
 
     for config in stream_configs(replicas=count):
         await ensure(config, partial(js.add_stream, config), STREAM_FIELDS)
-    for bucket in (s.OBJECT_STORE_ARTIFACTS, s.OBJECT_STORE_EXPORTS):
+    for bucket in (s.OBJECT_STORE_ARTIFACTS,):
         store = ObjectStoreConfig(bucket=bucket, storage=StorageType.FILE, replicas=count)
         await ensure(
             StreamConfig(name=f"OBJ_{bucket}", num_replicas=count),

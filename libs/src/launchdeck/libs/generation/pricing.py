@@ -129,6 +129,12 @@ def cost(tokens_in: int, tokens_out: int, price: Price) -> Decimal:
     return raw.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP)
 
 
+def usd_text(amount: Decimal) -> str:
+    """USD as the API and the messages write it: a plain decimal string, rounded to 1e-6,
+    trailing zeros dropped (`0.00125`, `12`, `0`) — never a float, never `1E-6`."""
+    return format(amount.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP).normalize(), "f")
+
+
 def estimate_tokens(text: str) -> int:
     """An overestimate of `text`'s tokens for reservations: ceil(UTF-8 bytes / 3)."""
     return math.ceil(len(text.encode()) / BYTES_PER_TOKEN)

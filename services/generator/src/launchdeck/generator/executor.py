@@ -56,8 +56,9 @@ from launchdeck.generator.providers import (
 from launchdeck.generator.settler import SETTLE_BATCH, SETTLE_INTERVAL_S, Settler
 from launchdeck.libs import prompts
 from launchdeck.libs.generation.budget import Budget, Reservation, Usage
+from launchdeck.libs.generation.estimate import item_estimate, outputs_used
 from launchdeck.libs.generation.fingerprint import fingerprint
-from launchdeck.libs.generation.pricing import ZERO, Price, cost, estimate_call
+from launchdeck.libs.generation.pricing import ZERO, Price, cost, usd_text
 from launchdeck.libs.generation.progress import ProgressSnapshot, ProgressTracker
 from launchdeck.libs.logging import get_logger
 
@@ -117,7 +118,7 @@ class _Item:
             error=error,
             tokens_in=self.tokens_in,
             tokens_out=self.tokens_out,
-            cost_usd=str(self.cost_usd),
+            cost_usd=usd_text(self.cost_usd),
             cached=error is None and bool(self.calls) and all(c.cached for c in self.calls),
             attempts=self.attempts,
             calls=self.calls,
@@ -192,6 +193,7 @@ class _JobRun:
             for s in spec.steps
         ]
         self.price = job_price(spec)
+        self.outputs_used = outputs_used([(s.name, s.prompt) for s in self.steps])
         self.budget = job_budget(spec)
         self.slots = asyncio.Semaphore(max(1, spec.concurrency))
         self.limiter = AdaptiveLimiter(max(1, spec.concurrency))
@@ -351,18 +353,15 @@ class _JobRun:
 
     def _estimate(self, variables: Mapping[str, Any]) -> tuple[str, Usage]:
         """The first step's prompt (RenderError if it does not render) and what the whole item
-        may cost: later steps rendered with placeholders for the outputs they use (or, when
-        that fails, their template text), plus `max_tokens` out each."""
+        may cost (`libs.generation.estimate`, the dry run's rule): later steps rendered with
+        placeholders for the outputs they use (or, when that fails, their template text)."""
         try:
             texts = [r.prompt for r in prompts.render_steps(self.steps, variables)]
         except prompts.RenderError:
             first = prompts.render_steps(self.steps[:1], variables)[0].prompt  # or its error
             texts = [first, *(step.prompt for step in self.steps[1:])]
-        total = Usage()
-        for text in texts:
-            estimate = estimate_call([_user(text)], self.spec.max_tokens, self.price)
-            total = total + Usage(estimate.tokens, estimate.usd)
-        return texts[0], total
+        estimate = item_estimate(texts, self.outputs_used, self.spec.max_tokens, self.price)
+        return texts[0], Usage(estimate.tokens, estimate.usd)
 
     async def _item(self, work: GenerationWorkItem) -> _Finished:
         item = _Item(work.index)

@@ -40,6 +40,7 @@ from launchdeck.generator.checkpoint import CheckpointUnavailable, NatsCheckpoin
 from launchdeck.generator.executor import ExecutorOptions, run_job
 from launchdeck.generator.providers import make_client, open_session
 from launchdeck.generator.settings import Settings
+from launchdeck.libs.generation.pricing import usd_text
 from launchdeck.libs.generation.progress import ProgressSnapshot
 from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.logging import bind_ids, get_logger
@@ -62,7 +63,7 @@ def progress_event(
         failed=snapshot.failed,
         tokens_in=snapshot.tokens_in,
         tokens_out=snapshot.tokens_out,
-        cost_usd=str(snapshot.cost_usd),
+        cost_usd=usd_text(snapshot.cost_usd),
         items_per_s=round(snapshot.items_per_s, 3),
         eta_s=None if snapshot.eta_s is None else round(snapshot.eta_s, 1),
         error=error,

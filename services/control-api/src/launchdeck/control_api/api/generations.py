@@ -47,6 +47,7 @@ from launchdeck.control_api.domain.errors import DomainError, Invalid
 from launchdeck.control_api.store import generations as store
 from launchdeck.control_api.store.generations import GenerationItem, GenerationJob
 from launchdeck.libs.generation import variables
+from launchdeck.libs.generation.pricing import usd_text
 from launchdeck.libs.generation.variables import Expansion, VariablesError
 from launchdeck.libs.logging import get_logger
 
@@ -82,7 +83,7 @@ def generation_out(job: GenerationJob) -> GenerationOut:
         cached=job.cached,
         tokens_in=job.tokens_in,
         tokens_out=job.tokens_out,
-        cost_usd=service.money(job.cost_usd),
+        cost_usd=usd_text(job.cost_usd),
         error=job.error,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -101,7 +102,7 @@ def item_out(item: GenerationItem) -> GenerationItemOut:
         error=item.error,
         tokens_in=item.tokens_in,
         tokens_out=item.tokens_out,
-        cost_usd=service.money(item.cost_usd),
+        cost_usd=usd_text(item.cost_usd),
         cached=item.cached,
         attempts=item.attempts,
         finished_at=item.finished_at,

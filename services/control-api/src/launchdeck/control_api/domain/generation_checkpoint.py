@@ -38,7 +38,6 @@ from launchdeck.contracts.messages import (
     GenerationFinishRequest,
     GenerationItemResult,
     GenerationJobSpec,
-    GenerationProgress,
     GenerationSettleReply,
     GenerationSettleRequest,
     GenerationStartReply,
@@ -50,10 +49,12 @@ from launchdeck.contracts.messages import (
 from launchdeck.contracts.statuses import GENERATION_ACTIVE, GENERATION_FINISHED, GenerationStatus
 from launchdeck.contracts.subjects import generation_event_subject
 from launchdeck.control_api.domain.env_vars import open_value
+from launchdeck.control_api.domain.generations import progress_of
 from launchdeck.control_api.domain.projects import parse_uuid
 from launchdeck.control_api.domain.sealing import KeyRing, UnreadableSecret
 from launchdeck.control_api.store import generation_checkpoint as store
 from launchdeck.libs import outbox
+from launchdeck.libs.generation.pricing import usd_text
 
 # The only service answered (its NATS user, known by the reply inbox): whoever else asks —
 # another service's leaked credentials, an operator's `nats req` — gets no job, key or item.
@@ -80,11 +81,6 @@ def check_asker(asker: str | None) -> None:
             f"ld.rpc.generation.* is answered to the {ASKER} only, and this answer would go to "
             f"{asker or 'an inbox of no platform service'}"
         )
-
-
-def money(amount: Decimal) -> str:
-    """A decimal string in plain notation, trailing zeros dropped: `0.00125`, `12`, `0`."""
-    return format(amount.normalize(), "f")
 
 
 # --- start ------------------------------------------------------------------------------------
@@ -125,17 +121,17 @@ async def start(
         seed=parameters.seed,
         concurrency=limits.concurrency,
         requests_per_minute=limits.requests_per_minute,
-        budget_usd=None if job.budget_usd is None else money(job.budget_usd),
+        budget_usd=None if job.budget_usd is None else usd_text(job.budget_usd),
         budget_tokens=job.budget_tokens,
-        price_input_per_mtok=money(job.price_input_per_mtok),
-        price_output_per_mtok=money(job.price_output_per_mtok),
+        price_input_per_mtok=usd_text(job.price_input_per_mtok),
+        price_output_per_mtok=usd_text(job.price_output_per_mtok),
         cache=job.cache,
         total=job.total,
         done=job.done,
         failed=job.failed,
         tokens_in=job.tokens_in,
         tokens_out=job.tokens_out,
-        cost_usd=money(job.cost_usd),
+        cost_usd=usd_text(job.cost_usd),
     )
     if model.api_key_env is None or spec.status not in GENERATION_ACTIVE:
         return GenerationStartReply(job=spec)  # a finished job is dropped: no key for it
@@ -336,24 +332,12 @@ async def finish(conn: Any, request: GenerationFinishRequest) -> GenerationFinis
             if current.status in GENERATION_ACTIVE:
                 raise Refused(f"generation job {job_id} has pending items: it cannot succeed")
             return GenerationFinishReply(totals=_totals(current))
-        await outbox.enqueue(conn, generation_event_subject(str(job_id)), _progress(job_id, ended))
+        await outbox.enqueue(
+            conn,
+            generation_event_subject(str(job_id)),
+            progress_of(job_id, ended, at=datetime.now(UTC)),
+        )
     return GenerationFinishReply(totals=_totals(ended))
-
-
-def _progress(job_id: uuid.UUID, totals: store.JobTotals) -> GenerationProgress:
-    return GenerationProgress(
-        job_id=str(job_id),
-        project_id=str(totals.project_id),
-        status=_status(totals.status),
-        total=totals.total,
-        done=totals.done,
-        failed=totals.failed,
-        tokens_in=totals.tokens_in,
-        tokens_out=totals.tokens_out,
-        cost_usd=money(totals.cost_usd),
-        error=totals.error,
-        at=datetime.now(UTC),
-    )
 
 
 # --- shared -----------------------------------------------------------------------------------
@@ -387,6 +371,6 @@ def _totals(totals: store.JobTotals) -> GenerationTotals:
         failed=totals.failed,
         tokens_in=totals.tokens_in,
         tokens_out=totals.tokens_out,
-        cost_usd=money(totals.cost_usd),
+        cost_usd=usd_text(totals.cost_usd),
         error=totals.error,
     )

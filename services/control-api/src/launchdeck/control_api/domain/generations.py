@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -36,6 +36,7 @@ from launchdeck.control_api.store.records import Project
 from launchdeck.control_api.store.templates import TemplateVersion
 from launchdeck.libs import outbox, prompts
 from launchdeck.libs.generation import pricing, variables
+from launchdeck.libs.generation.estimate import item_estimate, outputs_used
 from launchdeck.libs.generation.variables import Expansion, VariablesError
 
 DEFAULT_PROMPTS = 3
@@ -218,12 +219,6 @@ async def create_generation(
 # --- dry run -----------------------------------------------------------------------------------
 
 
-def _references(prompt: str, step: str) -> bool:
-    """Whether a prompt may include `step`'s output (`steps.<step>` or `steps['<step>']`)."""
-    pattern = rf"\bsteps\s*(?:\.\s*{step}\b|\[\s*['\"]{step}['\"]\s*\])"
-    return re.search(pattern, prompt) is not None
-
-
 def estimate(
     template: TemplateVersion,
     expansion: Expansion,
@@ -232,20 +227,12 @@ def estimate(
     price: pricing.Price,
     prompts_shown: int,
 ) -> GenerationEstimate:
-    """Render every item's steps (earlier outputs as placeholders) and estimate its calls.
-
-    Per call: tokens in = `pricing.estimate_call` of the rendered prompt (one user message),
-    plus, for each earlier step the prompt refers to (`steps.<name>`), the tokens that step may
-    write (`max_tokens`, or `DEFAULT_MAX_TOKENS`) — its real output replaces the placeholder;
-    tokens out = `max_tokens` or `DEFAULT_MAX_TOKENS`. An overestimate, like a reservation.
+    """Render every item's steps (earlier outputs as placeholders) and estimate its calls
+    with the generator's own rule (`libs.generation.estimate`, what it reserves per item).
     Invalid naming `items[<index>]` (and the step, line and message) for an item that does
     not render: an undefined variable, a failing expression."""
     steps = [step_of(s) for s in steps_of(template)]
-    out_per_call = max_tokens if max_tokens is not None else pricing.DEFAULT_MAX_TOKENS
-    extra_in = [
-        out_per_call * sum(1 for earlier in steps[:k] if _references(step.prompt, earlier.name))
-        for k, step in enumerate(steps)
-    ]
+    used = outputs_used([(step.name, step.prompt) for step in steps])
     tokens_in = tokens_out = 0
     usd = pricing.ZERO
     shown: list[GenerationPromptOut] = []
@@ -257,14 +244,10 @@ def estimate(
             raise Invalid(
                 f"items[{index}]: {message}", [FieldError(f"items[{index}]", message)]
             ) from None
-        for k, step in enumerate(rendered):
-            call = pricing.estimate_call(
-                [{"role": "user", "content": step.prompt}], max_tokens, price
-            )
-            call_in = call.tokens_in + extra_in[k]
-            tokens_in += call_in
-            tokens_out += call.tokens_out
-            usd += pricing.cost(call_in, call.tokens_out, price)
+        item_calls = item_estimate([s.prompt for s in rendered], used, max_tokens, price)
+        tokens_in += item_calls.tokens_in
+        tokens_out += item_calls.tokens_out
+        usd += item_calls.usd
         if index < prompts_shown:
             shown.append(
                 GenerationPromptOut(
@@ -282,7 +265,7 @@ def estimate(
         calls=items * len(steps),
         tokens_in=tokens_in,
         tokens_out=tokens_out,
-        cost_usd=money(usd),
+        cost_usd=pricing.usd_text(usd),
         prompts=shown,
     )
 
@@ -312,15 +295,33 @@ async def dry_run(
 # --- progress and cancel -----------------------------------------------------------------------
 
 
-def money(amount: Decimal) -> str:
-    """USD as the API and messages write it: a plain decimal string, 6 places at most."""
-    return format(amount.quantize(pricing.COST_QUANTUM).normalize(), "f")
+class JobTotals(Protocol):
+    """What a stored job says of its progress (a `GenerationJob`, or the checkpoint's totals)."""
+
+    @property
+    def project_id(self) -> uuid.UUID: ...
+    @property
+    def status(self) -> Any: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def done(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def tokens_in(self) -> int: ...
+    @property
+    def tokens_out(self) -> int: ...
+    @property
+    def cost_usd(self) -> Decimal: ...
+    @property
+    def error(self) -> str | None: ...
 
 
-def progress_of(job: GenerationJob, *, at: datetime) -> GenerationProgress:
+def progress_of(job_id: uuid.UUID, job: JobTotals, *, at: datetime) -> GenerationProgress:
     """Where the job stands, as stored (no rate known here: `items_per_s` 0, no ETA)."""
     return GenerationProgress(
-        job_id=str(job.id),
+        job_id=str(job_id),
         project_id=str(job.project_id),
         status=job.status,
         total=job.total,
@@ -328,7 +329,7 @@ def progress_of(job: GenerationJob, *, at: datetime) -> GenerationProgress:
         failed=job.failed,
         tokens_in=job.tokens_in,
         tokens_out=job.tokens_out,
-        cost_usd=money(job.cost_usd),
+        cost_usd=pricing.usd_text(job.cost_usd),
         items_per_s=0.0,
         eta_s=None,
         error=job.error,
@@ -350,5 +351,5 @@ async def cancel_generation(conn: Any, job_id: uuid.UUID, *, now: datetime) -> G
         cancelled = await store.get(conn, job.id)
         assert cancelled is not None
         subject = generation_event_subject(str(job.id))
-        await outbox.enqueue(conn, subject, progress_of(cancelled, at=now))
+        await outbox.enqueue(conn, subject, progress_of(cancelled.id, cancelled, at=now))
     return cancelled

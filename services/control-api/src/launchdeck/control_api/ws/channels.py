@@ -398,7 +398,7 @@ class MuxSession:
         except BaseException:
             await sub.close()
             raise
-        snapshot = progress_of(job, at=datetime.now(UTC))
+        snapshot = progress_of(job.id, job, at=datetime.now(UTC))
         first = EventFrame(channel=name, kind="generation", event=msgspec.Raw(encode(snapshot)))
 
         def send_first() -> None:
