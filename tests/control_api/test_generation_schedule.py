@@ -1,12 +1,14 @@
-"""A schedule's `generation` action starts a generation job per tick (its tick names the job),
-one at a time unless `allow_overlap`; a spec that is refused fails its tick, not the scheduler.
-And the events consumer acks the generator's progress events without applying anything."""
+"""A schedule's `generation` action starts a generation job per tick (its tick names the job and
+its outcome follows the job), one at a time unless `allow_overlap`; a spec that is refused fails
+its tick, not the scheduler. And the events consumer acks the generator's progress events without
+applying anything."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -38,6 +40,7 @@ from launchdeck.control_api.store import schedules as schedule_store
 from launchdeck.control_api.store.records import Project, Schedule
 from launchdeck.libs.jobs import Delivery, Outcome
 from tests.control_api.helpers import new_project
+from tests.control_api.support import Api
 
 T0 = datetime(2031, 6, 1, 8, 0, 30, tzinfo=UTC)
 
@@ -136,6 +139,47 @@ async def test_a_generation_action_starts_one_job_at_a_time(
     async with pool.acquire() as conn:
         await cancel_generation(conn, job.id, now=clock.at)
     assert (await fire(scheduler, clock, 3))[single.id] == "queued"
+
+
+async def test_the_tick_follows_its_job(
+    pool: asyncpg.Pool, scheduler: Scheduler, clock: Clock, api: Api
+) -> None:
+    """The tick names its job (`generation_id`), and the schedule's `last_outcome` follows the
+    job's status: queued, running, succeeded; failed with the job's error; a job stopped by its
+    budget is failed and says so; cancelled."""
+    project = await new_project(pool)
+    schedule = await new_schedule(pool, project, action(await new_template(pool)))
+    assert (await fire(scheduler, clock, 1))[schedule.id] == "queued"
+    async with pool.acquire() as conn:
+        [tick] = await schedule_store.ticks_of(conn, schedule.id)
+        [job] = await generations.list_page(conn, project.id, limit=10, before=None)
+    assert (tick.generation_id, tick.generation_status) == (job.id, "queued")
+    started = f"generation job {job.id} (2 items)"
+
+    async def last_outcome() -> tuple[Any, ...]:
+        reply = await api.call("GET", f"/api/v1/schedules/{schedule.id}")
+        assert reply.status == 200, reply.body
+        out = reply.body["last_outcome"]
+        return (out["status"], out["generation_id"], out["detail"], out["run_id"])
+
+    assert await last_outcome() == ("queued", str(job.id), started, None)
+    for status, error, expected, detail in [
+        ("running", None, "running", started),
+        ("succeeded", None, "succeeded", started),
+        ("failed", "the provider refused the key", "failed", "the provider refused the key"),
+        ("budget_exceeded", None, "failed", "budget exceeded"),
+        ("cancelled", None, "cancelled", started),
+    ]:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE generation_jobs SET status = $2, error = $3 WHERE id = $1",
+                job.id,
+                status,
+                error,
+            )
+        got, job_id, text, _ = await last_outcome()
+        assert (got, job_id) == (expected, str(job.id)), status
+        assert str(text).startswith(detail), (status, text)
 
 
 async def test_a_refused_spec_fails_the_tick(

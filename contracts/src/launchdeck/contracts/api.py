@@ -499,9 +499,10 @@ class ScheduleUpdate(
 
 
 class ScheduleOutcome(msgspec.Struct, kw_only=True, frozen=True):
-    """What the last fired tick did. `status` follows its build or run to the end (`queued`,
-    `running`, then `succeeded`, `failed` or `cancelled`); `skipped` when it was not fired;
-    `missed_ticks`: earlier ticks that were due too (an outage) and were made once with it."""
+    """What the last fired tick did. `status` follows its build, run or generation job to the
+    end (`queued`, `running`, then `succeeded`, `failed` or `cancelled`; a generation job
+    stopped by its budget is `failed`); `skipped` when it was not fired; `missed_ticks`:
+    earlier ticks that were due too (an outage) and were made once with it."""
 
     status: ScheduleOutcomeStatus
     detail: str | None
@@ -510,6 +511,7 @@ class ScheduleOutcome(msgspec.Struct, kw_only=True, frozen=True):
     missed_ticks: int = 0
     build_id: uuid.UUID | None = None
     run_id: uuid.UUID | None = None
+    generation_id: uuid.UUID | None = None
 
 
 class ScheduleOut(msgspec.Struct, kw_only=True, frozen=True):

@@ -36,11 +36,22 @@ _BUILD_OUTCOME: dict[str, ScheduleOutcomeStatus] = {
     "failed": "failed",
     "cancelled": "cancelled",
 }
+# A generation job's statuses as a tick's outcome: a job stopped by its budget failed (the
+# detail says so; the items it made are kept and exportable).
+_GENERATION_OUTCOME: dict[str, ScheduleOutcomeStatus] = {
+    "queued": "queued",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "budget_exceeded": "failed",
+    "cancelled": "cancelled",
+}
+_BUDGET_EXCEEDED = "budget exceeded: the job stopped early (its finished items are kept)"
 
 
 def outcome_out(tick: ScheduleTick) -> ScheduleOutcome:
-    """The tick's outcome; a build's or run's own status once it has one (it goes on after
-    the tick was fired)."""
+    """The tick's outcome; a build's, run's or generation job's own status once it has one
+    (it goes on after the tick was fired)."""
     status: ScheduleOutcomeStatus
     detail = tick.detail
     if tick.build_status is not None:
@@ -49,6 +60,12 @@ def outcome_out(tick: ScheduleTick) -> ScheduleOutcome:
     elif tick.run_status is not None:
         status = tick.run_status  # type: ignore[assignment]  # RunStatus ⊂ outcome statuses
         detail = tick.run_error or detail
+    elif tick.generation_status is not None:
+        status = _GENERATION_OUTCOME.get(tick.generation_status, "running")
+        if tick.generation_status == "budget_exceeded":
+            detail = tick.generation_error or _BUDGET_EXCEEDED
+        else:
+            detail = tick.generation_error or detail
     else:
         status = tick.outcome  # type: ignore[assignment]  # the table's CHECK
     return ScheduleOutcome(
@@ -59,6 +76,7 @@ def outcome_out(tick: ScheduleTick) -> ScheduleOutcome:
         missed_ticks=tick.missed_ticks,
         build_id=tick.build_id,
         run_id=tick.run_id,
+        generation_id=tick.generation_id,
     )
 
 

@@ -159,7 +159,7 @@ class HttpCall:
 @dataclass(frozen=True)
 class Fired:
     """What firing one schedule did: the tick and its outcome (`queued`, `running`, `failed`,
-    `skipped`), the build or run it made, the HTTP call to make."""
+    `skipped`), the build, run or generation job it made, the HTTP call to make."""
 
     schedule_id: uuid.UUID
     tick_at: datetime
@@ -190,8 +190,8 @@ async def due_schedule_ids(conn: Any, now: datetime, *, limit: int) -> list[uuid
 
 
 def generation_author(schedule_id: uuid.UUID) -> str:
-    """The `created_by` of a schedule's generation jobs: how a tick finds its previous job
-    (the jobs table has no schedule column; the tick's `detail` names the job)."""
+    """The `created_by` of a schedule's generation jobs: how a tick finds whether the previous
+    job still runs (the jobs table has no schedule column; the tick names its job)."""
     return f"schedule:{schedule_id}"
 
 
@@ -242,6 +242,7 @@ async def fire(
             detail=fired.detail,
             build_id=fired.build_id,
             run_id=fired.run_id,
+            generation_id=fired.generation_id,
             deadline_at=(
                 now + timedelta(seconds=fired.http.action.timeout_s) + HTTP_DEADLINE_GRACE
                 if fired.http

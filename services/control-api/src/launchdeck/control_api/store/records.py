@@ -150,8 +150,9 @@ class Schedule(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ScheduleTick(msgspec.Struct, kw_only=True, frozen=True):
-    """One fired (or skipped) tick of a schedule, with the status of the build or run it made
-    (`build_status`/`run_status`, read with it: None when it made none)."""
+    """One fired (or skipped) tick of a schedule, with the status of the build, run or
+    generation job it made (`build_status`/`run_status`/`generation_status`, read with it:
+    None when it made none)."""
 
     schedule_id: uuid.UUID
     tick_at: datetime
@@ -160,6 +161,7 @@ class ScheduleTick(msgspec.Struct, kw_only=True, frozen=True):
     missed_ticks: int
     build_id: uuid.UUID | None
     run_id: uuid.UUID | None
+    generation_id: uuid.UUID | None
     detail: str | None
     deadline_at: datetime | None
     settled_at: datetime | None
@@ -167,6 +169,8 @@ class ScheduleTick(msgspec.Struct, kw_only=True, frozen=True):
     build_error: str | None = None
     run_status: str | None = None
     run_error: str | None = None
+    generation_status: str | None = None
+    generation_error: str | None = None
 
 
 S = TypeVar("S", bound=msgspec.Struct)

@@ -10,17 +10,20 @@ from launchdeck.control_api.store.records import Schedule, ScheduleTick, from_re
 
 COLUMNS = ", ".join(Schedule.__struct_fields__)
 _TICK_OWN = (
-    "schedule_id, tick_at, fired_at, outcome, missed_ticks, build_id, run_id, detail, "
-    "deadline_at, settled_at"
+    "schedule_id, tick_at, fired_at, outcome, missed_ticks, build_id, run_id, generation_id, "
+    "detail, deadline_at, settled_at"
 )
-# A tick with the status of what it made (the runs table: migration 0009).
+# A tick with the status of what it made (runs: migration 0009; generation jobs: 0012, named
+# by the tick since 0013).
 _TICK_SELECT = f"""
     SELECT {", ".join(f"t.{c.strip()}" for c in _TICK_OWN.split(","))},
            b.status AS build_status, b.error AS build_error,
-           r.status AS run_status, r.error AS run_error
+           r.status AS run_status, r.error AS run_error,
+           g.status AS generation_status, g.error AS generation_error
     FROM schedule_ticks t
     LEFT JOIN builds b ON b.id = t.build_id
-    LEFT JOIN runs r ON r.id = t.run_id"""
+    LEFT JOIN runs r ON r.id = t.run_id
+    LEFT JOIN generation_jobs g ON g.id = t.generation_id"""
 
 
 async def insert(
@@ -173,6 +176,7 @@ async def set_tick(
     detail: str | None,
     build_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
+    generation_id: uuid.UUID | None = None,
     deadline_at: datetime | None = None,
     settled_at: datetime | None = None,
 ) -> None:
@@ -180,7 +184,7 @@ async def set_tick(
         """UPDATE schedule_ticks
            SET outcome = $3, detail = $4, build_id = coalesce($5, build_id),
                run_id = coalesce($6, run_id), deadline_at = coalesce($7, deadline_at),
-               settled_at = $8
+               settled_at = $8, generation_id = coalesce($9, generation_id)
            WHERE schedule_id = $1 AND tick_at = $2""",
         schedule_id,
         tick_at,
@@ -190,6 +194,7 @@ async def set_tick(
         run_id,
         deadline_at,
         settled_at,
+        generation_id,
     )
 
 
