@@ -95,14 +95,15 @@ async def start(
     job_id = _job_id(request.job_id)
     _in_range("attempt", request.attempt, 1, INT4_MAX)
     async with conn.transaction():
-        job = await store.start(conn, job_id, request.attempt)
-    if job is None:
+        taken = await store.start(conn, job_id, request.attempt)
+    if taken is None:
         raise Refused(f"no generation job {request.job_id}")
+    job, stored_steps = taken
     try:
         model = msgspec.convert(job.model, GenerationModel)
         parameters = msgspec.convert(job.parameters, GenerationParameters)
         limits = msgspec.convert(job.limits, GenerationLimits)
-        steps = msgspec.convert(job.steps, list[GenerationStepSpec])
+        steps = msgspec.convert(stored_steps, list[GenerationStepSpec])
     except msgspec.ValidationError as exc:
         raise Refused(f"generation job {job_id} is stored unreadably: {exc}") from None
     spec = GenerationJobSpec(

@@ -295,7 +295,7 @@ async def dry_run(
 # --- progress and cancel -----------------------------------------------------------------------
 
 
-class JobTotals(Protocol):
+class StoredProgress(Protocol):
     """What a stored job says of its progress (a `GenerationJob`, or the checkpoint's totals)."""
 
     @property
@@ -318,7 +318,7 @@ class JobTotals(Protocol):
     def error(self) -> str | None: ...
 
 
-def progress_of(job_id: uuid.UUID, job: JobTotals, *, at: datetime) -> GenerationProgress:
+def progress_of(job_id: uuid.UUID, job: StoredProgress, *, at: datetime) -> GenerationProgress:
     """Where the job stands, as stored (no rate known here: `items_per_s` 0, no ETA)."""
     return GenerationProgress(
         job_id=str(job_id),

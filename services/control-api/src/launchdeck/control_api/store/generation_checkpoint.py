@@ -15,39 +15,12 @@ from typing import Any
 
 import msgspec
 
+from launchdeck.control_api.store import generations
+from launchdeck.control_api.store.generations import GenerationJob
 from launchdeck.control_api.store.records import EnvVar, from_record
 
 _TOTALS = "status, project_id, total, done, failed, cached, tokens_in, tokens_out, cost_usd, error"
 _JOB_TOTALS = ", ".join(f"j.{column}" for column in _TOTALS.split(", "))
-
-
-class CheckpointJob(msgspec.Struct, kw_only=True, frozen=True):
-    """A generation job with what its pinned template version says (`steps` as stored: the
-    API's `TemplateStep` list as JSON; `model`, `parameters`, `limits` as the API took them)."""
-
-    id: uuid.UUID
-    project_id: uuid.UUID
-    status: str
-    template_name: str
-    template_version: int
-    steps: list[dict[str, Any]]
-    model: dict[str, Any]
-    parameters: dict[str, Any]
-    limits: dict[str, Any]
-    price_input_per_mtok: Decimal
-    price_output_per_mtok: Decimal
-    budget_usd: Decimal | None
-    budget_tokens: int | None
-    cache: bool
-    total: int
-    done: int
-    failed: int
-    cached: int
-    tokens_in: int
-    tokens_out: int
-    cost_usd: Decimal
-    error: str | None
-    attempt: int
 
 
 class JobTotals(msgspec.Struct, kw_only=True, frozen=True):
@@ -98,33 +71,32 @@ class Answers:
     tokens_out: list[int] = field(default_factory=list)
 
 
-async def start(conn: Any, job_id: uuid.UUID, attempt: int) -> CheckpointJob | None:
+async def start(
+    conn: Any, job_id: uuid.UUID, attempt: int
+) -> tuple[GenerationJob, list[dict[str, Any]]] | None:
     """Take job `job_id` for delivery `attempt`: a queued job becomes running (its
-    `started_at` now); any other keeps its status. None when there is no such job."""
-    row = await conn.fetchrow(
-        """WITH job AS (
-               UPDATE generation_jobs SET
-                   status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
-                   started_at = CASE WHEN status = 'queued' THEN now() ELSE started_at END,
-                   attempt = greatest(attempt, $2),
-                   updated_at = now()
-               WHERE id = $1
-               RETURNING *)
-           SELECT job.id, job.project_id, job.status, t.name AS template_name,
-                  job.template_version, v.steps, job.model, job.parameters, job.limits,
-                  job.price_input_per_mtok, job.price_output_per_mtok, job.budget_usd,
-                  job.budget_tokens, job.cache, job.total, job.done, job.failed, job.cached,
-                  job.tokens_in, job.tokens_out, job.cost_usd, job.error, job.attempt
-           FROM job
-           JOIN template_versions v
-             ON v.template_id = job.template_id AND v.version = job.template_version
-           JOIN templates t ON t.id = job.template_id""",
+    `started_at` now); any other keeps its status. The job as stored and its pinned template
+    version's steps (the API's `TemplateStep` list as JSON); None when there is no such job."""
+    taken = await conn.fetchval(
+        """UPDATE generation_jobs SET
+               status = CASE WHEN status = 'queued' THEN 'running' ELSE status END,
+               started_at = CASE WHEN status = 'queued' THEN now() ELSE started_at END,
+               attempt = greatest(attempt, $2),
+               updated_at = now()
+           WHERE id = $1
+           RETURNING id""",
         job_id,
         attempt,
     )
-    if row is None:
+    job = None if taken is None else await generations.get(conn, job_id)
+    if job is None:
         return None
-    return CheckpointJob(**dict(row.items()))
+    steps = await conn.fetchval(
+        "SELECT steps FROM template_versions WHERE template_id = $1 AND version = $2",
+        job.template_id,
+        job.template_version,
+    )
+    return job, steps
 
 
 async def job_status(conn: Any, job_id: uuid.UUID) -> str | None:
