@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from nats.aio.client import Client
@@ -40,15 +41,26 @@ async def service_connection(nats_url: str, user: str) -> Client:
     )
 
 
+class Served(Protocol):
+    """A control-api server of core NATS subjects (`consumers.queue_group`)."""
+
+    ready: asyncio.Event
+
+    def run(self) -> Awaitable[None]: ...
+
+
+ServedT = TypeVar("ServedT", bound=Served)
+
+
 @contextlib.asynccontextmanager
-async def env_server(
-    pool: asyncpg.Pool, nats_url: str, keyring: KeyRing
-) -> AsyncIterator[EnvRequestServer]:
-    """The real `EnvRequestServer` over `pool`, subscribed as the control-api's NATS user until
-    the block ends."""
+async def serving_as_control_api(
+    nats_url: str, make: Callable[[Client], ServedT], what: str
+) -> AsyncIterator[ServedT]:
+    """`make(connection)` run as the platform runs it, logged in as the control-api's NATS
+    user, from the moment it has its subscriptions until the block ends."""
     nc = await service_connection(nats_url, "control-api")
-    server = EnvRequestServer(pool, nc, keyring)
-    task = asyncio.create_task(server.run())
+    server = make(nc)
+    task = asyncio.ensure_future(server.run())
     try:
         ready = asyncio.create_task(server.ready.wait())
         await asyncio.wait({ready, task}, timeout=START_TIMEOUT_S, return_when="FIRST_COMPLETED")
@@ -56,12 +68,22 @@ async def env_server(
             ready.cancel()
             if task.done():
                 task.result()  # what stopped it
-            raise AssertionError("the env request server did not start")
+            raise AssertionError(f"the {what} did not start")
         yield server
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def env_server(
+    pool: asyncpg.Pool, nats_url: str, keyring: KeyRing
+) -> AsyncIterator[EnvRequestServer]:
+    """The real `EnvRequestServer` over `pool` (`serving_as_control_api`)."""
+    make = partial(EnvRequestServer, pool, keyring=keyring)
+    async with serving_as_control_api(nats_url, make, "env request server") as server:
+        yield server
 
 
 async def registered_build(

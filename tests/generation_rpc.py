@@ -5,11 +5,11 @@ generations API would write), for tests of either side of the checkpoint."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ import msgspec
 from launchdeck.contracts.api import GenerationLimits, GenerationModel, GenerationParameters
 from launchdeck.control_api.consumers.generation_rpc import GenerationRpcServer
 from launchdeck.control_api.domain.sealing import KeyRing
-from tests.env_rpc import START_TIMEOUT_S, service_connection
+from tests.env_rpc import serving_as_control_api
 
 STEPS: list[dict[str, Any]] = [
     {"name": "outline", "prompt": "Outline {{ service }} in {{ area }}", "output": "json",
@@ -34,24 +34,11 @@ DEFAULT_LIMITS = GenerationLimits()
 async def generation_server(
     pool: asyncpg.Pool, nats_url: str, keyring: KeyRing
 ) -> AsyncIterator[GenerationRpcServer]:
-    """The real `GenerationRpcServer` over `pool`, subscribed as the control-api's NATS user
-    until the block ends (`keyring` opens the env var of a job's API key)."""
-    nc = await service_connection(nats_url, "control-api")
-    server = GenerationRpcServer(pool, nc, keyring)
-    task = asyncio.create_task(server.run())
-    try:
-        ready = asyncio.create_task(server.ready.wait())
-        await asyncio.wait({ready, task}, timeout=START_TIMEOUT_S, return_when="FIRST_COMPLETED")
-        if not server.ready.is_set():
-            ready.cancel()
-            if task.done():
-                task.result()  # what stopped it
-            raise AssertionError("the generation RPC server did not start")
+    """The real `GenerationRpcServer` over `pool` (`serving_as_control_api`); `keyring` opens
+    the env var of a job's API key."""
+    make = partial(GenerationRpcServer, pool, keyring=keyring)
+    async with serving_as_control_api(nats_url, make, "generation RPC server") as server:
         yield server
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await nc.close()
 
 
 async def insert_job(

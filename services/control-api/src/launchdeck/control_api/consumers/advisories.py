@@ -14,18 +14,17 @@ is the safety net that fails such a job by its deadline.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
@@ -34,11 +33,11 @@ from launchdeck.contracts.messages import BuildRequested, DeployRequested
 from launchdeck.contracts.subjects import (
     CONSUMER_BUILD_WORKERS,
     CONSUMER_DEPLOY_ENGINES,
-    QUEUE_CONTROL_API,
     STREAM_BUILDS,
     STREAM_DEPLOYS,
     max_deliveries_advisory_subject,
 )
+from launchdeck.control_api.consumers.queue_group import QueueGroupServer
 from launchdeck.control_api.consumers.verdicts import publish_verdict
 from launchdeck.control_api.domain.abandoned_jobs import Verdict, judge_build, judge_deployment
 from launchdeck.control_api.metrics import Metrics
@@ -52,8 +51,6 @@ log = get_logger(__name__)
 RETRY_ATTEMPTS = 7
 RETRY_FIRST_DELAY_S = 1.0
 RETRY_MAX_DELAY_S = 60.0
-# How long shutdown lets advisories already being handled finish.
-STOP_WAIT_S = 5.0
 
 
 class MaxDeliveriesAdvisory(msgspec.Struct, frozen=True):
@@ -115,59 +112,32 @@ class MaxDeliveriesWatcher:
         self._js = js
         self._metrics = metrics
         self._queues = queues
-        self._subs: list[Subscription] = []
-        self._handling: set[asyncio.Task[None]] = set()
+        handlers = [(queue.advisory_subject, partial(self._on_advisory, queue)) for queue in queues]
+        self._server = QueueGroupServer(nc, handlers, log_event="max_deliveries_watching")
         # Set once the server has the subscriptions: no advisory published later is missed.
-        self.ready = asyncio.Event()
+        self.ready = self._server.ready
+        self.run = self._server.run  # watch until cancelled
 
     @property
     def received(self) -> int:
         """Advisories this watcher received (the others of the queue group went elsewhere)."""
-        return sum(sub.delivered for sub in self._subs)
+        return sum(sub.delivered for sub in self._server.subs)
 
     @property
     def busy(self) -> bool:
         """Advisories received but not yet handled."""
-        return bool(self._handling) or any(sub.pending_msgs for sub in self._subs)
+        return bool(self._server.handling) or any(sub.pending_msgs for sub in self._server.subs)
 
-    async def run(self) -> None:
-        """Watch until cancelled."""
+    async def _on_advisory(self, queue: WorkQueue, msg: Msg) -> None:
+        """In a task of its own (`QueueGroupServer`): a slow one (retrying) does not hold up
+        the next."""
         try:
-            for queue in self._queues:
-                self._subs.append(
-                    await self._nc.subscribe(
-                        queue.advisory_subject, queue=QUEUE_CONTROL_API, cb=self._callback(queue)
-                    )
-                )
-            await self._nc.flush()
-            self.ready.set()
-            log.info("max_deliveries_watching", subjects=[q.advisory_subject for q in self._queues])
-            await asyncio.Future()  # until cancelled
-        finally:
-            for sub in self._subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            handling = list(self._handling)
-            if handling:
-                await asyncio.wait(handling, timeout=STOP_WAIT_S)
-            for task in handling:
-                task.cancel()
-            await asyncio.gather(*handling, return_exceptions=True)
-
-    def _callback(self, queue: WorkQueue) -> Callable[[Msg], Awaitable[None]]:
-        async def on_advisory(msg: Msg) -> None:
-            try:
-                advisory = msgspec.json.decode(msg.data, type=MaxDeliveriesAdvisory)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.error("advisory_undecodable", subject=msg.subject, error=str(exc))
-                self._count(queue, "undecodable")
-                return
-            # Handled in its own task: a slow one (retrying) does not hold up the next.
-            task = asyncio.create_task(self._handle_with_retries(queue, advisory))
-            self._handling.add(task)
-            task.add_done_callback(self._handling.discard)
-
-        return on_advisory
+            advisory = msgspec.json.decode(msg.data, type=MaxDeliveriesAdvisory)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("advisory_undecodable", subject=msg.subject, error=str(exc))
+            self._count(queue, "undecodable")
+            return
+        await self._handle_with_retries(queue, advisory)
 
     async def _handle_with_retries(self, queue: WorkQueue, advisory: MaxDeliveriesAdvisory) -> None:
         ids = {"stream": advisory.stream, "stream_seq": advisory.stream_seq}

@@ -17,27 +17,21 @@ retry (`libs.env_client.fetch_env`) handle it like a control-api that is restart
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from launchdeck.contracts.codec import decode, encode
 from launchdeck.contracts.messages import EnvReply, EnvRequest
-from launchdeck.contracts.subjects import QUEUE_CONTROL_API, SUBJECT_ENV_REQUESTS
+from launchdeck.contracts.subjects import SUBJECT_ENV_REQUESTS
+from launchdeck.control_api.consumers.queue_group import QueueGroupServer
 from launchdeck.control_api.domain.env_vars import EnvRefused, values_for
 from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.libs.logging import get_logger
 from launchdeck.libs.nats_access import SERVICES
 
 log = get_logger(__name__)
-
-# How long shutdown lets requests already being answered finish.
-STOP_WAIT_S = 5.0
 
 
 def asker_of(reply: str) -> str | None:
@@ -53,38 +47,11 @@ class EnvRequestServer:
 
     def __init__(self, pool: asyncpg.Pool, nc: Client, keyring: KeyRing) -> None:
         self._pool = pool
-        self._nc = nc
         self._keyring = keyring
-        self._sub: Subscription | None = None
-        self._handling: set[asyncio.Task[None]] = set()
-        # Set once the server has the subscription: a request sent after it is answered.
-        self.ready = asyncio.Event()
-
-    async def run(self) -> None:
-        try:
-            self._sub = await self._nc.subscribe(
-                SUBJECT_ENV_REQUESTS, queue=QUEUE_CONTROL_API, cb=self._on_request
-            )
-            await self._nc.flush()
-            self.ready.set()
-            log.info("env_requests_serving", subject=SUBJECT_ENV_REQUESTS)
-            await asyncio.Future()  # until cancelled
-        finally:
-            if self._sub is not None:
-                with contextlib.suppress(Exception):
-                    await self._sub.unsubscribe()
-            handling = list(self._handling)
-            if handling:
-                await asyncio.wait(handling, timeout=STOP_WAIT_S)
-            for task in handling:
-                task.cancel()
-            await asyncio.gather(*handling, return_exceptions=True)
-
-    async def _on_request(self, msg: Msg) -> None:
-        # Each in its own task: a slow database read does not hold up the next request.
-        task = asyncio.create_task(self._answer(msg))
-        self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
+        handlers = [(SUBJECT_ENV_REQUESTS, self._answer)]
+        self._server = QueueGroupServer(nc, handlers, log_event="env_requests_serving")
+        self.ready = self._server.ready
+        self.run = self._server.run
 
     async def _answer(self, msg: Msg) -> None:
         if not msg.reply:

@@ -12,17 +12,15 @@ control-api that is restarting — safe, since every request here is idempotent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from launchdeck.contracts.codec import decode, encode
 from launchdeck.contracts.messages import (
@@ -38,7 +36,6 @@ from launchdeck.contracts.messages import (
     GenerationStartRequest,
 )
 from launchdeck.contracts.subjects import (
-    QUEUE_CONTROL_API,
     SUBJECT_GENERATION_CACHE,
     SUBJECT_GENERATION_CLAIM,
     SUBJECT_GENERATION_FINISH,
@@ -46,14 +43,12 @@ from launchdeck.contracts.subjects import (
     SUBJECT_GENERATION_START,
 )
 from launchdeck.control_api.consumers.env_requests import asker_of
+from launchdeck.control_api.consumers.queue_group import QueueGroupServer
 from launchdeck.control_api.domain import generation_checkpoint as checkpoint
 from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.libs.logging import get_logger
 
 log = get_logger(__name__)
-
-# How long shutdown lets requests already being answered finish.
-STOP_WAIT_S = 5.0
 
 Handler = Callable[[Any, Any], Awaitable[msgspec.Struct]]
 
@@ -111,44 +106,10 @@ class GenerationRpcServer:
 
     def __init__(self, pool: asyncpg.Pool, nc: Client, keyring: KeyRing) -> None:
         self._pool = pool
-        self._nc = nc
-        self._endpoints = endpoints(keyring)
-        self._subs: list[Subscription] = []
-        self._handling: set[asyncio.Task[None]] = set()
-        # Set once every subject is subscribed: a request sent after it is answered.
-        self.ready = asyncio.Event()
-
-    async def run(self) -> None:
-        try:
-            for endpoint in self._endpoints:
-                self._subs.append(
-                    await self._nc.subscribe(
-                        endpoint.subject, queue=QUEUE_CONTROL_API, cb=self._callback(endpoint)
-                    )
-                )
-            await self._nc.flush()
-            self.ready.set()
-            log.info("generation_rpc_serving", subjects=[e.subject for e in self._endpoints])
-            await asyncio.Future()  # until cancelled
-        finally:
-            for sub in self._subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-            handling = list(self._handling)
-            if handling:
-                await asyncio.wait(handling, timeout=STOP_WAIT_S)
-            for task in handling:
-                task.cancel()
-            await asyncio.gather(*handling, return_exceptions=True)
-
-    def _callback(self, endpoint: Endpoint) -> Callable[[Msg], Awaitable[None]]:
-        async def on_request(msg: Msg) -> None:
-            # Each in its own task: a settle waiting for its job's lock holds up no claim.
-            task = asyncio.create_task(self._answer(endpoint, msg))
-            self._handling.add(task)
-            task.add_done_callback(self._handling.discard)
-
-        return on_request
+        handlers = [(e.subject, partial(self._answer, e)) for e in endpoints(keyring)]
+        self._server = QueueGroupServer(nc, handlers, log_event="generation_rpc_serving")
+        self.ready = self._server.ready
+        self.run = self._server.run
 
     async def _answer(self, endpoint: Endpoint, msg: Msg) -> None:
         if not msg.reply:
