@@ -11,12 +11,15 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help ensure-uv ensure-bwrap sync dev cli test lint format schema bench clean clean-state
+.PHONY: help ensure-uv ensure-bwrap sync dev cli test test-containers images base-image lint format \
+	schema bench clean clean-state
 
 help:
 	@echo "make dev          start Postgres, NATS, Caddy and the four services; deploy the example"
 	@echo "make cli ARGS=... the launchdeck CLI, like ./launchdeck (e.g. ARGS='projects list')"
 	@echo "make test         lint, type-check, check the layering and JSON Schemas, run the tests"
+	@echo "make images       build the four service images with podman or docker (deploy/docker/)"
+	@echo "make test-containers  the tests that need a container engine (images, compose, Dockerfile apps)"
 	@echo "make lint         ruff check, ruff format --check, mypy, lint-imports (layering)"
 	@echo "make format       ruff format and the safe ruff fixes"
 	@echo "make schema       regenerate contracts/schema/ from the message Structs"
@@ -67,6 +70,17 @@ test: sync
 	$(RUN) lint-imports
 	$(RUN) python -m launchdeck.contracts.schema --check
 	$(RUN) pytest
+
+# The local base image (Debian from debootstrap), for machines without a registry; elsewhere
+# `make images BASE_IMAGE=python:3.11-slim` (the default) pulls the official one.
+base-image:
+	@deploy/images/make-base.sh
+
+images:
+	@deploy/images/build.sh
+
+test-containers: sync
+	$(RUN) pytest -m containers tests/containers
 
 lint: sync
 	$(RUN) ruff check .

@@ -70,6 +70,10 @@ RelativePath = Annotated[
 Command = Annotated[str, Meta(min_length=1, max_length=4096, pattern=NO_CONTROL)]
 UrlPath = Annotated[str, Meta(max_length=1024, pattern=printable(r"^/\S*$"))]
 TimeoutSeconds = Annotated[int, Meta(ge=1, le=24 * 3600)]
+# An env var's name as the API accepts it (`{KEY}` of `/env/{KEY}`): what a shell can export.
+ENV_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
+ENV_KEY_MAX_LENGTH = 256
+EnvVarName = Annotated[str, Meta(max_length=ENV_KEY_MAX_LENGTH, pattern=ENV_KEY_PATTERN)]
 
 
 class BuildSettings(
@@ -84,6 +88,20 @@ class BuildSettings(
     start_command: Command | None = None
     health_path: UrlPath | None = None
     timeout_s: TimeoutSeconds | None = None
+    # Container apps (BuildConfig says more): the Dockerfile, and which `build` env vars are
+    # also build arguments.
+    dockerfile: RelativePath | None = None
+    build_args: Annotated[list[EnvVarName], Meta(max_length=100)] | None = None
+
+
+class ProjectResources(
+    msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """What a project's app may take when it runs as a container (`messages.AppResources`):
+    memory in MiB, CPUs (fractions allowed); left out: the deploy-engine's defaults."""
+
+    memory_mb: Annotated[int, Meta(ge=16, le=1024 * 1024)] | None = None
+    cpus: Annotated[float, Meta(gt=0, le=1024)] | None = None
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -100,6 +118,7 @@ class ProjectCreate(
     domains: Annotated[list[Hostname], Meta(max_length=100)] = []
     # Whether a tag pushed to the repository builds (webhooks; a preview build of its commit).
     build_tags: bool = False
+    resources: ProjectResources = ProjectResources()
 
 
 class ProjectUpdate(
@@ -113,6 +132,7 @@ class ProjectUpdate(
     build: BuildSettings | UnsetType = UNSET
     domains: Annotated[list[Hostname], Meta(max_length=100)] | UnsetType = UNSET
     build_tags: bool | UnsetType = UNSET
+    resources: ProjectResources | UnsetType = UNSET  # replaced as a whole
 
 
 class BuildCreate(
@@ -139,9 +159,6 @@ class Redeploy(
     environment: Environment = "production"
 
 
-# An env var's name as the API accepts it (`{KEY}` of `/env/{KEY}`): what a shell can export.
-ENV_KEY_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
-ENV_KEY_MAX_LENGTH = 256
 # Names the platform sets itself (an app's `PORT` and `LAUNCHDECK_*` metadata, a build's
 # `LAUNCHDECK_BUILD_MARKER`): a project may not set them.
 ENV_RESERVED_KEYS = frozenset({"PORT"})
@@ -188,6 +205,7 @@ class ProjectOut(msgspec.Struct, kw_only=True, frozen=True):
     created_at: datetime
     updated_at: datetime
     build_tags: bool = False  # a pushed tag builds (webhooks)
+    resources: ProjectResources = ProjectResources()  # a container app's limits
 
 
 class ProjectCreated(ProjectOut, kw_only=True, frozen=True):

@@ -21,7 +21,9 @@ from launchdeck.contracts.statuses import (
 )
 
 LogStream = Literal["stdout", "stderr", "system"]
-AppKind = Literal["static", "process"]
+# static: files served by the edge; process: commands run from the release (Procfile, npm start…);
+# container: an image built from the repository's Dockerfile, run by a container engine.
+AppKind = Literal["static", "process", "container"]
 
 
 class Message(msgspec.Struct, kw_only=True, frozen=True):
@@ -40,6 +42,33 @@ class BuildConfig(msgspec.Struct, kw_only=True, frozen=True):
     start_command: str | None = None
     health_path: str | None = None
     timeout_s: int | None = None
+    # A container app (`Dockerfile` at root_dir): the Dockerfile's path relative to root_dir, and
+    # the names of the project's `build` env vars given to it as build arguments (`--build-arg`,
+    # visible in the image's history: for values that are not secret). Every `build` var is
+    # also mounted as a build secret (`RUN --mount=type=secret,id=NAME`), never baked in.
+    dockerfile: str | None = None
+    build_args: list[str] | None = None
+
+
+class AppResources(msgspec.Struct, kw_only=True, frozen=True):
+    """A project's share of the machine when its app runs as a container: a memory limit in MiB
+    (the container is OOM-killed past it) and CPUs (fractions allowed). None: the engine's
+    default (`LAUNCHDECK_CONTAINER_MEMORY_MB`, `LAUNCHDECK_CONTAINER_CPUS`)."""
+
+    memory_mb: int | None = None
+    cpus: float | None = None
+
+
+class ContainerImage(msgspec.Struct, kw_only=True, frozen=True):
+    """The image of a container release: `archive` is its OCI archive inside the release
+    (relative path; `podman load` reads it), `id` the image id the build made (sha256:…),
+    `ports` what its Dockerfile EXPOSEs (informational: the app must listen on `$PORT`),
+    `command` its entrypoint + command, for people."""
+
+    archive: str
+    id: str
+    ports: list[int] = []
+    command: list[str] = []
 
 
 class Artifact(msgspec.Struct, kw_only=True, frozen=True):
@@ -94,6 +123,7 @@ class ReleaseManifest(Message, kw_only=True, frozen=True):
     env: dict[str, str] = {}
     paths: dict[str, list[str]] = {}
     static_root: str | None = None
+    image: ContainerImage | None = None  # kind "container": the image it runs
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -131,6 +161,7 @@ class DeployRequested(Message, kw_only=True, frozen=True):
     domains: list[str] = []
     requested_at: datetime | None = None
     commit_sha: str | None = None
+    resources: AppResources = AppResources()  # a container app's limits (the project's)
 
 
 class UndeployRequested(Message, kw_only=True, frozen=True):
