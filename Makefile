@@ -80,7 +80,7 @@ images:
 	@deploy/images/build.sh
 
 test-containers: sync
-	$(RUN) pytest -m containers tests/containers
+	$(RUN) pytest -m containers
 
 lint: sync
 	$(RUN) ruff check .
