@@ -12,6 +12,8 @@ Like `launchdeck dev`'s, every server requires credentials: each NATS server the
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -206,3 +208,32 @@ async def own_nc(restartable_nats: RestartableNats) -> AsyncIterator[Client]:
     finally:
         if not client.is_closed:
             await client.close()
+
+
+# The container engine and the local base image (tests marked `containers`, in tests/containers
+# and tests/deploy_engine): made once per machine by deploy/images/make-base.sh, no registry.
+MAKE_BASE = Path(__file__).resolve().parents[1] / "deploy/images/make-base.sh"
+
+
+@pytest.fixture(scope="session")
+def container_engine() -> str:
+    """podman (or docker): the tests that ask for it exist to exercise one, so its absence is a
+    failure, not a skip (`deploy/images/setup-podman.sh` installs podman)."""
+    engine = os.environ.get("CONTAINER_ENGINE") or shutil.which("podman") or shutil.which("docker")
+    assert engine, "no container engine: run deploy/images/setup-podman.sh (needs root)"
+    return engine
+
+
+@pytest.fixture(scope="session")
+def base_image(container_engine: str) -> str:
+    """The local Debian base image's name (built or loaded by make-base.sh)."""
+    result = subprocess.run(
+        [str(MAKE_BASE)],
+        env={**os.environ, "CONTAINER_ENGINE": container_engine},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]

@@ -1,39 +1,16 @@
-"""Fixtures of the tests that need a container engine (`make test-containers`, marker
-`containers`): the engine, and the local base image every test image is built on (made once
-per machine by deploy/images/make-base.sh: no registry is needed)."""
+"""The tests that need a container engine (`make test-containers`, marker `containers`) get it
+and the local base image from tests/conftest.py (`container_engine`, `base_image`): the
+deploy-engine's container app tests use them too."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-MAKE_BASE = ROOT / "deploy/images/make-base.sh"
+from tests.containers.service_images import BuiltImages, build_images
 
 
 @pytest.fixture(scope="session")
-def container_engine() -> str:
-    """podman (or docker): the tests of this folder exist to exercise one, so its absence is a
-    failure, not a skip (`deploy/images/setup-podman.sh` installs podman)."""
-    engine = os.environ.get("CONTAINER_ENGINE") or shutil.which("podman") or shutil.which("docker")
-    assert engine, "no container engine: run deploy/images/setup-podman.sh (needs root)"
-    return engine
-
-
-@pytest.fixture(scope="session")
-def base_image(container_engine: str) -> str:
-    """The local Debian base image's name (built or loaded by make-base.sh)."""
-    result = subprocess.run(
-        [str(MAKE_BASE)],
-        env={**os.environ, "CONTAINER_ENGINE": container_engine},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
+def service_images(container_engine: str, base_image: str) -> BuiltImages:
+    """The four service images plus compose's postgres and nats, built on the local base by
+    deploy/images/build.sh (`make images`), once per session."""
+    return build_images(container_engine, base_image)

@@ -100,6 +100,15 @@ PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "start_command": st.just("node server.js"),
     "health_path": st.just("/healthz"),
     "timeout_s": st.integers(1, 3600),
+    "dockerfile": st.sampled_from(["Dockerfile", "docker/Dockerfile.web"]),
+    "build_args": st.lists(st.sampled_from(["NODE_ENV", "API_URL"]), max_size=2),
+    "resources": st.fixed_dictionaries(
+        {},
+        optional={
+            "memory_mb": st.integers(16, 4096),
+            "cpus": st.floats(0.1, 8, allow_nan=False, allow_infinity=False),
+        },
+    ),
     "value": st.text(max_size=30),
     "targets": st.lists(
         st.sampled_from(["build", "preview", "production"]), min_size=1, max_size=3

@@ -41,7 +41,7 @@ from launchdeck.control_api.api.openapi import ROUTES, openapi_document
 from tests.control_api.helpers import new_build, new_project, succeed
 from tests.control_api.support import Api, unique
 
-EXAMPLES = int(os.environ.get("LAUNCHDECK_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("LAUNCHDECK_FUZZ_EXAMPLES", "15"))
 # The same examples on every run by default, so `make test` is a stable gate; a wider search
 # that may find new bugs: LAUNCHDECK_FUZZ_RANDOM=1 (and more LAUNCHDECK_FUZZ_EXAMPLES).
 RANDOM = os.environ.get("LAUNCHDECK_FUZZ_RANDOM") == "1"

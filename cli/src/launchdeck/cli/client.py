@@ -29,6 +29,7 @@ from launchdeck.contracts.api import (
     ProjectCreate,
     ProjectCreated,
     ProjectOut,
+    ProjectUpdate,
     RunCreate,
     RunLogRecord,
     RunOut,
@@ -266,6 +267,13 @@ class LaunchdeckClient:
 
     async def get_project(self, project: str) -> ProjectOut:
         return await self._call(ProjectOut, "GET", f"/api/v1/projects/{_segment(project)}")
+
+    async def update_project(self, project: str, change: ProjectUpdate) -> ProjectOut:
+        """`PATCH`: the fields set in `change` replace the project's (`build` and `resources`
+        each as a whole)."""
+        return await self._call(
+            ProjectOut, "PATCH", f"/api/v1/projects/{_segment(project)}", body=change
+        )
 
     async def list_projects(self) -> list[ProjectOut]:
         return [p async for p in self._pages(ProjectOut, "/api/v1/projects")]

@@ -10,17 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TypeVar
 
 from launchdeck.cli.client import LaunchdeckClient
 from launchdeck.cli.output import Terminal, table
 from launchdeck.contracts.api import (
     BuildOut,
-    BuildSettings,
     DeploymentOut,
     EnvVarSet,
-    ProjectCreate,
     app_log_text,
 )
 from launchdeck.contracts.messages import EnvTarget
@@ -46,56 +43,6 @@ class DeployResult:
     url: str | None = None
     build: BuildOut | None = None
     deployment: DeploymentOut | None = None
-
-
-# projects ---------------------------------------------------------------------
-
-
-def _repo_argument(repo_url: str) -> str:
-    """A local directory given as a relative path becomes absolute: the worker clones it."""
-    if "://" in repo_url or repo_url.startswith("git@"):
-        return repo_url
-    path = Path(repo_url).expanduser()
-    return str(path.resolve()) if path.exists() else repo_url
-
-
-async def projects_create(
-    client: LaunchdeckClient,
-    term: Terminal,
-    *,
-    name: str,
-    repo_url: str,
-    branch: str | None,
-    build: BuildSettings,
-    domains: list[str],
-) -> int:
-    body = ProjectCreate(
-        name=name,
-        repo_url=_repo_argument(repo_url),
-        branch=branch or "main",
-        build=build,
-        domains=domains,
-    )
-    project = await client.create_project(body)
-    term.success(f"Created project {project.name} ({project.id})")
-    term.info(f"  repo    {project.repo_url}")
-    term.info(f"  branch  {project.branch}")
-    term.info(f"  webhook secret (shown once): {project.webhook_secret}")
-    term.info(f"Deploy it with: launchdeck deploy {project.name}")
-    return 0
-
-
-async def projects_list(client: LaunchdeckClient, term: Terminal) -> int:
-    projects = await client.list_projects()
-    if not projects:
-        term.info("No projects yet. Create one with: launchdeck projects create NAME REPO_URL")
-        return 0
-    rows = [("NAME", "BRANCH", "ID", "REPO")] + [
-        (p.name, p.branch, str(p.id), p.repo_url) for p in projects
-    ]
-    for line in table(rows):
-        term.info(line)
-    return 0
 
 
 def _when(timestamp: datetime | None) -> str:

@@ -10,11 +10,20 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TextIO
 
-from launchdeck.cli import commands, generations, runs, schedules, templates, tokens, webhooks
+from launchdeck.cli import (
+    commands,
+    generations,
+    projects,
+    runs,
+    schedules,
+    templates,
+    tokens,
+    webhooks,
+)
 from launchdeck.cli.client import ApiError, ApiUnreachable, LaunchdeckClient, UnexpectedResponse
 from launchdeck.cli.config import ClientConfig, ConfigError, resolve_config
 from launchdeck.cli.output import Terminal
-from launchdeck.contracts.api import ENV_TARGETS, BuildSettings
+from launchdeck.contracts.api import ENV_TARGETS
 
 DESCRIPTION = """\
 Launchdeck: deploy git repositories to a self-hosted platform.
@@ -27,6 +36,8 @@ EXAMPLES = """\
 examples:
   launchdeck dev
   launchdeck projects create blog https://github.com/me/blog.git --output-dir public
+  launchdeck projects update api --dockerfile Dockerfile --memory 256 --cpus 0.5
+  launchdeck projects show api
   launchdeck deploy blog --ref main
   launchdeck builds blog
   launchdeck logs blog -f          (the latest build; or blog#12, or a build id)
@@ -122,25 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-example", action="store_true", help="do not deploy the bundled example site"
     )
 
-    projects = sub.add_parser("projects", help="create and list projects")
-    projects_sub = projects.add_subparsers(dest="projects_command", metavar="ACTION", required=True)
-    create = projects_sub.add_parser("create", parents=[common], help="create a project")
-    create.add_argument("name", help="project name: a slug such as my-site")
-    create.add_argument("repo_url", help="git URL (or a local path when the worker allows it)")
-    create.add_argument("--branch", help="branch to deploy (default: main)")
-    create.add_argument("--root-dir", help="directory of the app inside the repository")
-    create.add_argument("--install-command", help="install command override")
-    create.add_argument("--build-command", help="build command override")
-    create.add_argument("--output-dir", help="directory of the built static site")
-    create.add_argument(
-        "--domain",
-        action="append",
-        default=[],
-        dest="domains",
-        metavar="DOMAIN",
-        help="extra domain served by this project (repeatable)",
-    )
-    projects_sub.add_parser("list", parents=[common], help="list projects")
+    projects.add_parsers(sub, common)
 
     deploy = sub.add_parser(
         "deploy",
@@ -340,29 +333,14 @@ def read_value(stdin: TextIO | None = None) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def _build_overrides(args: argparse.Namespace) -> BuildSettings:
-    fields = ("root_dir", "install_command", "build_command", "output_dir")
-    return BuildSettings(**{name: getattr(args, name) for name in fields if getattr(args, name)})
-
-
 ClientCommand = Callable[[LaunchdeckClient, Terminal], Awaitable[int]]
 HISTORY = {"builds": commands.builds_list, "deployments": commands.deployments_list}
 
 
 def _client_command(args: argparse.Namespace) -> ClientCommand:
     match args.command:
-        case "projects" if args.projects_command == "create":
-            return lambda c, t: commands.projects_create(
-                c,
-                t,
-                name=args.name,
-                repo_url=args.repo_url,
-                branch=args.branch,
-                build=_build_overrides(args),
-                domains=args.domains,
-            )
         case "projects":
-            return commands.projects_list
+            return projects.command(args)
         case "deploy":
             return lambda c, t: commands.deploy(
                 c,

@@ -2,8 +2,11 @@
 
 Pure logic over the file system (no NATS, no subprocesses). Order (SPEC §5): `launchdeck.toml`
 overrides → `package.json` (npm / yarn / pnpm by lock file) → Python app or `Procfile` (a process
-app) → static site (`index.html` at the root, then `public/index.html`). `package.json` comes
-before the root `index.html` on purpose: a Vite project keeps its unbuilt `index.html` at the root.
+app) → static site (`index.html` at the root, then `public/index.html`) → a `Dockerfile` (a
+container app). `package.json` comes before the root `index.html` on purpose: a Vite project keeps
+its unbuilt `index.html` at the root. A `Dockerfile` next to another layout changes nothing (many
+repositories carry one for other uses); `dockerfile` in the settings or `launchdeck.toml` makes
+the app a container app whatever else is there. Its image is built by `container_build.py`.
 
 A process app is one with a `start_command`, a Node.js server (a `start` script, or Next.js), or
 a Procfile naming a process type (`procfile.py`); a Python project (`python_app.py`) needs one of
@@ -20,6 +23,7 @@ over the project's, the way a checked-in config should.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,11 +52,14 @@ FRAMEWORKS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
 )
 DEFAULT_OUTPUTS = ("dist", "build", "out")
 
+DOCKERFILE = "Dockerfile"
 LOOKED_FOR = (
     f'{TOML_NAME}, package.json with a "build" or "start" script, a {PROCFILE} naming a process '
     "type (web:, worker:, …), requirements.txt or pyproject.toml with a Procfile or "
-    "start_command, index.html, public/index.html"
+    f"start_command, index.html, public/index.html, a {DOCKERFILE}"
 )
+# A build argument names one of the project's env vars (their names' rule).
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 NODE_START = "npm start"
 Runtime = Literal["node", "python"]  # a runtime whose version a process release records
 
@@ -76,6 +83,9 @@ class BuildPlan:
     # After the build: dev dependencies out of the node_modules a process release ships.
     prune_command: str | None = None
     runtimes: tuple[Runtime, ...] = ()  # whose versions are probed and recorded
+    # A container app: its Dockerfile (absolute) and the variables given as build arguments.
+    dockerfile: Path | None = None
+    build_args: tuple[str, ...] = ()
 
     @property
     def start_command(self) -> str | None:
@@ -124,9 +134,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         if key == "timeout_s":
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise _fail(f"{TOML_NAME}: timeout_s must be a positive integer")
+        elif key == "build_args":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _fail(f"{TOML_NAME}: build_args must be a list of env var names")
+            _check_build_args(value, TOML_NAME)
         elif not isinstance(value, str):
             raise _fail(f"{TOML_NAME}: {key} must be a string")
     return table
+
+
+def _check_build_args(names: list[str], where: str) -> None:
+    bad = [name for name in names if not ENV_NAME.match(name)]
+    if bad:
+        shown = ", ".join(repr(name) for name in bad)
+        raise _fail(
+            f"{where}: build_args must name env vars (A-Z, 0-9 and _, not starting with a "
+            f"digit): {shown}"
+        )
 
 
 def effective_config(checkout: Path, config: BuildConfig) -> BuildConfig:
@@ -237,6 +261,10 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
     if not root.is_dir():
         raise _fail(f"root_dir {root_rel!r} is not a directory in the repository")
     where = "the repository root" if root == checkout else f"root_dir {root_rel!r}"
+    if cfg.build_args:
+        _check_build_args(list(cfg.build_args), "The build settings")
+    if cfg.dockerfile is not None and cfg.dockerfile.strip():
+        return _container(checkout, root, cfg, cfg.dockerfile.strip(), "dockerfile setting")
     install_set, install = _explicit(cfg.install_command)
     build_set, build = _explicit(cfg.build_command)
     pkg = read_package_json(root)
@@ -332,6 +360,8 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
         return plan("static", f"static site (index.html at {where})", (".",), install)
     if (root / "public" / "index.html").is_file():
         return plan("static", "static site (public/index.html)", ("public",), install)
+    if (root / DOCKERFILE).is_file():  # a Python project without a Procfile included
+        return _container(checkout, root, cfg, DOCKERFILE, f"at {where}")
     if python is not None:
         raise _fail(
             f"Found a Python project ({python.source}) in {where} but nothing to run: a Python "
@@ -342,6 +372,27 @@ def detect(checkout: Path, config: BuildConfig) -> BuildPlan:
         f"Could not detect how to build this app in {where}. Looked for: {LOOKED_FOR}. "
         "Set output_dir (and build_command if the site needs building) in the project's build "
         f"settings or in {TOML_NAME}, or start_command for an app that runs"
+    )
+
+
+def _container(checkout: Path, root: Path, cfg: BuildConfig, rel: str, why: str) -> BuildPlan:
+    """A container app's plan: the image is built from `rel` (relative to root), with root as
+    the build context; no command of the worker's runs."""
+    dockerfile = inside(checkout, root, rel, "dockerfile")
+    if not dockerfile.is_file():
+        raise _fail(f"The Dockerfile {rel!r} ({why}) is not a file in the repository")
+    return BuildPlan(
+        kind="container",
+        description=f"{rel} ({why}): a container image",
+        checkout=checkout,
+        root=root,
+        install_command=None,
+        build_command=None,
+        output_candidates=(),
+        health_path=_health_path(cfg.health_path),
+        timeout_s=cfg.timeout_s,
+        dockerfile=dockerfile,
+        build_args=tuple(cfg.build_args or ()),
     )
 
 

@@ -8,6 +8,10 @@
 A shutdown (cancellation) marks the log and hands the job back; the next attempt continues the
 same log after a `▶ Attempt N` line.
 
+A Dockerfile app (`detect.py`, kind "container") runs no install or build command: its image is
+built by the container engine (`container_build.py`, outside the sandbox) and saved with its
+manifest into the release, packaged like any other.
+
 A build cancelled on request (`cancel.py`) is different: it is over. A job whose build was
 cancelled before it ran is acknowledged without running anything — its log gets an end
 (`■ Cancelled before it started`) if the control-api could not write one, and the `cancelled`
@@ -44,6 +48,12 @@ from nats.js import JetStreamContext
 from launchdeck.build_worker.artifacts import upload_artifact
 from launchdeck.build_worker.cancel import BuildCancelled, Cancellations
 from launchdeck.build_worker.clone import clone, git_env, git_secrets, parse_repo_url
+from launchdeck.build_worker.container_build import ContainerJob, build_image
+from launchdeck.build_worker.container_engine import (
+    engine_env,
+    require_engine,
+    worker_environment,
+)
 from launchdeck.build_worker.dependencies import CachedInstall
 from launchdeck.build_worker.detect import BuildPlan, detect, resolve_output
 from launchdeck.build_worker.errors import BuildFailed, BuildTimedOut
@@ -409,6 +419,10 @@ class BuildWorker:
                     f"⚠ timeout_s = {plan.timeout_s} is above this platform's maximum: the "
                     f"build's time limit is {deadline.limit_s}s"
                 )
+        if plan.kind == "container":
+            return await self._build_container(
+                cmd, plan, logs, events, workdir, deadline, project_vars
+            )
         runtime = await self._run_commands(
             cmd, plan, delivery, logs, events, workdir, deadline, project_vars
         )
@@ -505,6 +519,61 @@ class BuildWorker:
         if plan.kind != "process":
             return {}
         return await self._probe_runtimes(plan, env, workdir, deadline, logs, sandbox)
+
+    async def _build_container(
+        self,
+        cmd: BuildRequested,
+        plan: BuildPlan,
+        logs: LogPublisher,
+        events: StatusReporter,
+        workdir: Path,
+        deadline: Deadline,
+        project_vars: dict[str, str],
+    ) -> Artifact:
+        """A Dockerfile app: its image built by the container engine (`container_build.py`),
+        saved into a release with its manifest, packaged like any release."""
+        engine = require_engine(self._settings.container_engine)
+        await events.report("building", step="image")
+        tmpdir = workdir / "tmp"
+        tmpdir.mkdir(exist_ok=True)
+        base = build_env(
+            workdir / "home", tmpdir=tmpdir, passthrough=self._settings.build_env_passthrough
+        )
+        job = ContainerJob(
+            engine=engine,
+            plan=plan,
+            project=cmd.project_name,
+            build_id=cmd.build_id,
+            project_vars=project_vars,
+            env=engine_env(base, worker_environment()),
+            workdir=workdir,
+            sink=logs.write_output,
+            say=logs.system,
+            time_left=deadline.remaining,
+        )
+        image = await build_image(job)
+        await logs.flush()
+        await events.report("packaging", step="package")
+        logs.system(processes_line(image.manifest))
+        logs.system("▶ Packaging the image archive and release.json")
+        started = time.monotonic()
+        package = await asyncio.to_thread(
+            pack, image.release, workdir / "artifact.tar.gz", label="the container release"
+        )
+        artifact = await upload_artifact(
+            self._js, cmd.build_id, package, deadline=deadline.outage_until()
+        )
+        logs.system(
+            f"✔ Packaged the release ({human_size(package.size)}, sha256 "
+            f"{package.sha256[:12]}) in {_seconds(started)}"
+        )
+        facts = image.facts
+        ports = ", ".join(map(str, facts.ports)) or "none"
+        logs.system(
+            f"✔ Image {facts.id} ({human_size(facts.size)} unpacked, "
+            f"{human_size(image.archive_size)} archive; EXPOSE {ports})"
+        )
+        return describe(artifact, image.manifest)
 
     async def _probe_runtimes(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from launchdeck.build_worker.container_engine import EngineMissing, find_engine
 from launchdeck.build_worker.dependencies import keep_cache_within_limits
 from launchdeck.build_worker.handler import BuildWorker, env_from_control_api
 from launchdeck.build_worker.settings import Settings
@@ -75,10 +76,27 @@ def announce_sandbox(sandbox: Sandbox) -> None:
     )
 
 
+def announce_engine(setting: str | None) -> None:
+    """One line at start saying what Dockerfile apps are built with (or that they cannot be)."""
+    try:
+        engine = find_engine(setting)
+    except EngineMissing as exc:
+        log.warning("container_engine_missing", consequence=str(exc))
+        return
+    if engine is None:
+        log.info(
+            "container_engine_none",
+            consequence="Dockerfile apps fail to build on this worker; other apps build as usual",
+        )
+        return
+    log.info("container_engine", engine=engine.name, path=engine.path)
+
+
 async def serve(service: Service[Settings]) -> None:
     settings = service.settings
     sandbox = await asyncio.to_thread(detect_sandbox, settings.sandbox, settings.sandbox_ro_paths)
     announce_sandbox(sandbox)
+    announce_engine(settings.container_engine)
     reclaimed = await asyncio.to_thread(reclaim, settings.build_dir)
     if reclaimed.workdirs or reclaimed.pids:
         log.warning(

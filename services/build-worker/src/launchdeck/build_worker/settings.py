@@ -87,6 +87,9 @@ class Settings:
     # rlimits of every build command, sandboxed or not (`libs.launcher.limits`):
     # LAUNCHDECK_BUILD_LIMIT_AS_MB, _NOFILE, _NPROC.
     limits: ResourceLimits = BUILD_LIMITS
+    # The engine Dockerfile apps are built with (`container_engine.py`): a path or a name on
+    # PATH; None: podman, else docker, when found; "none": container builds off.
+    container_engine: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -164,6 +167,7 @@ class Settings:
             sandbox_ro_paths=_absolute_paths("LAUNCHDECK_BUILD_SANDBOX_RO_PATHS"),
             state_dir=state_dir.absolute(),
             limits=ResourceLimits.from_env("LAUNCHDECK_BUILD", BUILD_LIMITS),
+            container_engine=env_opt("LAUNCHDECK_CONTAINER_ENGINE"),
         )
 
     def time_limit(self, requested: int | None) -> tuple[int, bool]:

@@ -39,6 +39,7 @@ from launchdeck.contracts.messages import (
 from launchdeck.contracts.statuses import DeploymentStatus
 from launchdeck.contracts.subjects import OBJECT_STORE_ARTIFACTS, deployment_event_subject
 from launchdeck.deploy_engine.apps.activation import AppActivation
+from launchdeck.deploy_engine.apps.container import images_in, release_image
 from launchdeck.deploy_engine.apps.records import PRODUCTION
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
 from launchdeck.deploy_engine.errors import DeployFailed
@@ -176,7 +177,9 @@ class DeployHandler:
                 stopped = await self.apps.fleet.stop_project(cmd.project_name) if self.apps else 0
                 if stopped:
                     log.info("project_apps_stopped", project=cmd.project_name, processes=stopped)
+                images = await asyncio.to_thread(self._images_of, cmd.project_name)
                 removed = await asyncio.to_thread(self.store.remove_project, cmd.project_name)
+                await self._remove_images(set(images.values()))
         except InvalidName as exc:
             log.error("undeploy_refused", error=str(exc))
             return Outcome.TERM
@@ -250,7 +253,7 @@ class DeployHandler:
             manifest = read_manifest(release)
         except ManifestError as exc:
             raise DeployFailed(str(exc)) from exc
-        if manifest is not None and manifest.kind == "process":
+        if manifest is not None and manifest.kind in ("process", "container"):
             if self.apps is None:
                 raise DeployFailed("this deploy-engine does not run apps (a static site only)")
             # Its own limits bound each wait (env vars, release command, health checks).
@@ -344,11 +347,13 @@ class DeployHandler:
         try:
             # Never a release a process of this engine runs in (a draining one included).
             running = self.apps.fleet.protected_builds(project) if self.apps else set()
+            images = await asyncio.to_thread(self._images_of, project)
             removed = await asyncio.to_thread(
                 self.store.prune, project, self.keep_releases, (keep_build, *sorted(running))
             )
             if not removed:
                 return
+            await self._remove_images({images[b] for b in removed if b in images})
             meta = self.store.read_meta(project)
             for build_id in removed:
                 if build_id in meta.previews:
@@ -359,6 +364,30 @@ class DeployHandler:
         except Exception:
             # Disk hygiene only: the deployment itself succeeded.
             log.exception("prune_failed")
+
+    def _images_of(self, project: str) -> dict[str, str]:
+        """Build id → image id of the project's container releases on disk."""
+        found: dict[str, str] = {}
+        for release in self.store.list_releases(project):
+            image = release_image(release.path)
+            if image is not None:
+                found[release.build_id] = image
+        return found
+
+    async def _remove_images(self, candidates: set[str]) -> None:
+        """Remove the images of removed container releases that no release on disk (of any
+        project) still runs."""
+        engine = self.apps.fleet.containers if self.apps else None
+        if engine is None or not candidates:
+            return
+        kept = await asyncio.to_thread(
+            lambda: images_in(
+                r.path for p in self.store.projects() for r in self.store.list_releases(p)
+            )
+        )
+        for image in sorted(candidates - kept):
+            if await engine.remove_image(image):
+                log.info("container_image_removed", image=image)
 
 
 def _index_bytes(release: Path) -> bytes | None:

@@ -49,7 +49,7 @@ async def project_health(request: web.Request) -> web.Response:
     healthy, reason = True, None
     if fleet is not None and manifest is not None:
         processes = fleet.report(project)
-        body.update(kind="process", processes=processes)
+        body.update(kind=manifest.kind, processes=processes)
         sick = [p for p in processes if not p["healthy"]]
         if not processes:
             healthy, reason = False, "the app is not running"

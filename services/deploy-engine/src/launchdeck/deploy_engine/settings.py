@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from launchdeck.deploy_engine.apps.container import find_engine
 from launchdeck.deploy_engine.apps.health_check import HealthPolicy
 from launchdeck.deploy_engine.extract import Limits
 from launchdeck.libs.launcher.limits import MIB, ResourceLimits
@@ -51,6 +52,13 @@ class AppSettings:
     release_command_timeout_s: float = 600.0
     # How long a deploy waits for the control-api's answer about its env vars.
     env_wait_s: float = 30.0
+    # Container apps (apps/container.py): the engine binary found (None: none here, or
+    # disabled), what LAUNCHDECK_CONTAINER_ENGINE said (for the reason a deploy then fails),
+    # and a project's limits when it sets none.
+    container_engine: str | None = None
+    container_engine_setting: str | None = None
+    container_memory_mb: int = 512
+    container_cpus: float = 1.0
 
     @classmethod
     def from_env(cls) -> AppSettings:
@@ -67,6 +75,7 @@ class AppSettings:
             raise SettingsError(
                 "environment variable LAUNCHDECK_APP_PORTS must lie within 1024-65535"
             )
+        engine_setting = env_opt("LAUNCHDECK_CONTAINER_ENGINE")
         settings = cls(
             sandbox=env_choice("LAUNCHDECK_APP_SANDBOX", SANDBOX_MODES, "auto"),
             sandbox_ro_paths=tuple(
@@ -89,6 +98,10 @@ class AppSettings:
             max_previews=env_int("LAUNCHDECK_MAX_PREVIEW_APPS", 3),
             release_command_timeout_s=env_float("LAUNCHDECK_RELEASE_COMMAND_TIMEOUT_S", 600.0),
             env_wait_s=env_float("LAUNCHDECK_APP_ENV_WAIT_S", 30.0),
+            container_engine=find_engine(engine_setting),
+            container_engine_setting=engine_setting,
+            container_memory_mb=env_int("LAUNCHDECK_CONTAINER_MEMORY_MB", 512),
+            container_cpus=env_float("LAUNCHDECK_CONTAINER_CPUS", 1.0),
         )
         settings.validate()
         return settings
@@ -113,6 +126,8 @@ class AppSettings:
             ("LAUNCHDECK_MAX_PREVIEW_APPS", self.max_previews, 1),
             ("LAUNCHDECK_RELEASE_COMMAND_TIMEOUT_S", self.release_command_timeout_s, 1),
             ("LAUNCHDECK_APP_ENV_WAIT_S", self.env_wait_s, 0.0),
+            ("LAUNCHDECK_CONTAINER_MEMORY_MB", self.container_memory_mb, 6),
+            ("LAUNCHDECK_CONTAINER_CPUS", self.container_cpus, 0.01),
         ):
             if value < low:
                 raise SettingsError(f"environment variable {name} must be at least {low:g}")

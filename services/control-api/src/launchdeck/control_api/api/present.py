@@ -19,9 +19,16 @@ from launchdeck.contracts.api import (
     EnvVarOut,
     ProjectCreated,
     ProjectOut,
+    ProjectResources,
 )
 from launchdeck.contracts.messages import EnvTarget
-from launchdeck.control_api.store.records import Build, Deployment, EnvVar, Project
+from launchdeck.control_api.store.records import (
+    Build,
+    Deployment,
+    EnvVar,
+    Project,
+    artifact_kind,
+)
 
 
 def project_out(project: Project) -> ProjectOut:
@@ -35,6 +42,7 @@ def project_out(project: Project) -> ProjectOut:
         created_at=project.created_at,
         updated_at=project.updated_at,
         build_tags=project.build_tags,
+        resources=msgspec.convert(project.resources, ProjectResources),
     )
 
 
@@ -60,9 +68,8 @@ def build_out_of_row(row: Mapping[str, Any]) -> BuildOut:
     artifact = None
     key, sha256, size = row["artifact_key"], row["artifact_sha256"], row["artifact_size"]
     if key is not None and sha256 is not None and size is not None:
-        kind = row["artifact_kind"]
         artifact = ArtifactOut(
-            key=key, sha256=sha256, size=size, kind="process" if kind == "process" else "static"
+            key=key, sha256=sha256, size=size, kind=artifact_kind(row["artifact_kind"])
         )
     return BuildOut(**{f: row[f] for f in _BUILD_COLUMNS_SHOWN}, artifact=artifact)
 

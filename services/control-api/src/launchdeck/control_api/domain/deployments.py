@@ -47,6 +47,8 @@ async def start_deployment(
         domains=list(project.domains),
         requested_at=datetime.now(UTC),
         commit_sha=build.commit_sha,
+        # The project's limits as they are now: a redeploy after a change applies them.
+        resources=project.app_resources,
     )
     await outbox.enqueue(conn, SUBJECT_DEPLOY_JOBS, command, msg_id=deployment.id)
     return deployment

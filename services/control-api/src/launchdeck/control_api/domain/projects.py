@@ -76,6 +76,7 @@ async def create_project(
                 secret_ciphertext=sealed.ciphertext,
                 secret_key_id=sealed.key_id,
                 build_tags=request.build_tags,
+                resources=msgspec.to_builtins(request.resources),
             )
             await claim_domains(conn, project.id, domains, reveal_owner=reveal_owner)
     except asyncpg.UniqueViolationError:
@@ -136,6 +137,9 @@ async def update_project(
         changes["domains"] = check_domains(policy, project.name, list(request.domains))
     if not isinstance(request.build_tags, msgspec.UnsetType):
         changes["build_tags"] = request.build_tags
+    if not isinstance(request.resources, msgspec.UnsetType):
+        # Replaced as a whole; the next deployment (a redeploy, a build) applies it.
+        changes["resources"] = msgspec.to_builtins(request.resources)
     if not changes:
         return project
     async with conn.transaction():

@@ -23,14 +23,15 @@ async def insert(
     secret_ciphertext: bytes,
     secret_key_id: str,
     build_tags: bool = False,
+    resources: dict[str, Any] | None = None,
 ) -> Project:
     """Raises asyncpg.UniqueViolationError when the name is taken. The webhook secret comes
     sealed (`domain.webhook_secrets`); the plaintext column is for older rows only."""
     row = await conn.fetchrow(
         f"""INSERT INTO projects (id, name, repo_url, branch, build_config, domains,
                 webhook_secret_nonce, webhook_secret_ciphertext, webhook_secret_key_id,
-                webhook_secret_rotated_at, build_tags)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $10)
+                webhook_secret_rotated_at, build_tags, resources)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now(), $10, $11)
             RETURNING {COLUMNS}""",
         project_id,
         name,
@@ -42,6 +43,7 @@ async def insert(
         secret_ciphertext,
         secret_key_id,
         build_tags,
+        resources or {},
     )
     return from_record(Project, row)
 
@@ -75,7 +77,7 @@ async def list_page(
 
 async def update(conn: Any, project_id: uuid.UUID, changes: dict[str, Any]) -> Project | None:
     """Set the given columns (names come from code, never from the request)."""
-    allowed = {"repo_url", "branch", "build_config", "domains", "build_tags"}
+    allowed = {"repo_url", "branch", "build_config", "domains", "build_tags", "resources"}
     assert set(changes) <= allowed, changes
     assignments = [f"{column} = ${i}" for i, column in enumerate(changes, start=2)]
     assignments.append("updated_at = now()")

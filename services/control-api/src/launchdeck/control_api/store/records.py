@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import msgspec
 
-from launchdeck.contracts.messages import Artifact, BuildConfig
+from launchdeck.contracts.messages import AppKind, AppResources, Artifact, BuildConfig
 from launchdeck.contracts.statuses import BuildStatus, DeploymentStatus, Environment, RunStatus
 
 # What triggered a build (later also webhook, schedule, generation) and a deployment:
@@ -33,10 +33,16 @@ class Project(msgspec.Struct, kw_only=True, frozen=True):
     # Whether a pushed tag builds (webhooks). The webhook secret is not part of the record: it
     # is read, sealed, only where a delivery is verified (`store.webhook_secrets`).
     build_tags: bool = False
+    # What its app may take as a container (the API's ProjectResources as JSON; {}: defaults).
+    resources: dict[str, Any] = {}
 
     @property
     def config(self) -> BuildConfig:
         return msgspec.convert(self.build_config, BuildConfig)
+
+    @property
+    def app_resources(self) -> AppResources:
+        return msgspec.convert(self.resources, AppResources)
 
 
 class Build(msgspec.Struct, kw_only=True, frozen=True):
@@ -75,10 +81,18 @@ class Build(msgspec.Struct, kw_only=True, frozen=True):
             key=self.artifact_key,
             sha256=self.artifact_sha256,
             size=self.artifact_size,
-            kind="process" if self.artifact_kind == "process" else "static",
+            kind=artifact_kind(self.artifact_kind),
             start_command=self.start_command,
             health_path=self.health_path,
         )
+
+
+_APP_KINDS: frozenset[str] = frozenset(get_args(AppKind))
+
+
+def artifact_kind(stored: str | None) -> AppKind:
+    """The kind of a stored artifact; rows from before kinds were recorded are static sites."""
+    return cast(AppKind, stored) if stored in _APP_KINDS else "static"
 
 
 class Deployment(msgspec.Struct, kw_only=True, frozen=True):

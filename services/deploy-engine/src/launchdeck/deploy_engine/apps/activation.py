@@ -22,6 +22,9 @@ release serving exactly as before (its processes were never touched; a route alr
 put back), and the deployment fails with the reason and the app's last output lines. Rollback
 and promotion are activations of a release already on disk: its processes start again, with
 the target's current env vars, without a rebuild.
+
+A container release (container.py) goes the same way with one process, `web`, its container
+(the image loaded from the release the first time), and no release command.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from launchdeck.contracts.messages import DeployRequested, ReleaseManifest
 from launchdeck.deploy_engine import edge_routes as er
+from launchdeck.deploy_engine.apps.container import no_engine_reason
 from launchdeck.deploy_engine.apps.fleet import (
     NO_WEB_NOTICE,
     WEB,
@@ -80,6 +84,11 @@ class AppActivation:
         answer, EnvUnavailable: the attempt is retried)."""
         if not manifest.processes:
             raise DeployFailed("the release's manifest names no process to run")
+        if manifest.kind == "container":
+            if self.fleet.containers is None:
+                raise DeployFailed(no_engine_reason(self.fleet.settings.container_engine_setting))
+            if manifest.image is None:
+                raise DeployFailed("the container release's manifest names no image")
         took: dict[str, float] = {}  # where the time went, for the log
         lap = time.monotonic()
         try:
@@ -89,7 +98,7 @@ class AppActivation:
         except EnvRefused as exc:
             raise DeployFailed(str(exc)) from exc
         took["env_ms"], lap = _ms(lap), time.monotonic()
-        if manifest.release_command:
+        if manifest.release_command and manifest.kind == "process":
             await self._release_command(cmd, release, manifest, project_vars)
             took["release_command_ms"], lap = _ms(lap), time.monotonic()
         slot = slot_of(cmd.environment, cmd.build_id)
@@ -97,6 +106,7 @@ class AppActivation:
             new = [
                 self._instance(cmd, process, command, manifest, release, project_vars)
                 for process, command in sorted(manifest.processes.items())
+                if manifest.kind == "process" or process == WEB  # a container: one process
             ]
         except NoFreePort as exc:
             raise DeployFailed(str(exc)) from exc

@@ -17,7 +17,8 @@ died (SIGKILL, OOM) or stopped; its apps did not (process.py). Each record is lo
 - `starting` (a candidate of an activation the engine did not finish): killed — the deploy
   command was not acked and is redelivered, which starts a new candidate.
 
-Then every process still carrying the marker of an instance that is not adopted is killed, and
+Then every process still carrying the marker of an instance that is not adopted is killed (and
+every container labelled as such an instance removed: container.py), and
 directories without a record are removed: whatever the previous engine started and did not
 record, nothing is left running unknown — and there are never two copies of one instance, since
 an instance is started again only when its recorded process is gone. An exclusive lock on the
@@ -50,7 +51,18 @@ from launchdeck.contracts.statuses import DeploymentStatus
 from launchdeck.contracts.subjects import deployment_event_subject
 from launchdeck.deploy_engine import edge_routes as er
 from launchdeck.deploy_engine.apps.app_logs import AppLogs, AppOutput
-from launchdeck.deploy_engine.apps.env import EnvSource, app_environment
+from launchdeck.deploy_engine.apps.container import (
+    ENV_FILE,
+    ContainerEngine,
+    ContainerProcess,
+    Limits,
+    NoContainerEngine,
+    container_environment,
+    container_name,
+    no_engine_reason,
+    write_env_file,
+)
+from launchdeck.deploy_engine.apps.env import EnvSource, app_environment, platform_vars
 from launchdeck.deploy_engine.apps.health_check import check_health
 from launchdeck.deploy_engine.apps.ports import Ports, bindable
 from launchdeck.deploy_engine.apps.process import AppProcess, SpawnFailed
@@ -140,6 +152,16 @@ class Instance:
             "port": record.port,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            **(
+                {
+                    "container": record.container,
+                    "image": self.manifest.image.id if self.manifest.image else None,
+                    "memory_mb": record.memory_mb,
+                    "cpus": record.cpus,
+                }
+                if record.container
+                else {}
+            ),
         }
 
 
@@ -173,6 +195,9 @@ class Fleet:
         self.private = tuple(private)
         self.site_url = site_url
         self.ports = Ports(*settings.port_range)
+        engine = settings.container_engine
+        self.containers = ContainerEngine(engine) if engine else None
+        self.container_limits = Limits(settings.container_memory_mb, settings.container_cpus)
         self.instances: dict[str, Instance] = {}
         self._reported_unhealthy: dict[str, bool] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -197,13 +222,13 @@ class Fleet:
         return None
 
     def manifest(self, project: str, build_id: str) -> ReleaseManifest | None:
-        """The process release's manifest, or None for a static release (or an unreadable one,
-        served as the static files it is)."""
+        """The app release's manifest (a process or container release), or None for a static
+        release (or an unreadable one, served as the static files it is)."""
         try:
             manifest = read_manifest(self.releases.release_dir(project, build_id))
         except ManifestError:
             return None
-        return manifest if manifest is not None and manifest.kind == "process" else None
+        return manifest if manifest is not None and manifest.kind != "static" else None
 
     def host_of(self, record: InstanceRecord) -> str:
         if record.slot == PRODUCTION:
@@ -265,8 +290,12 @@ class Fleet:
         """A new instance of `cmd`'s deployment (recorded `starting`, not started yet); a web
         process gets its port now."""
         port = self.ports.take() if process == WEB else None
+        instance_id = new_instance_id()
+        limits = None
+        if manifest.kind == "container":
+            limits = Limits.of(cmd.resources, self.container_limits)
         record = InstanceRecord(
-            id=new_instance_id(),
+            id=instance_id,
             project=cmd.project_name,
             project_id=cmd.project_id,
             deployment_id=cmd.deployment_id,
@@ -279,6 +308,9 @@ class Fleet:
             port=port,
             health_path=manifest.health_path,
             commit_sha=cmd.commit_sha,
+            container=container_name(instance_id) if limits else None,
+            memory_mb=limits.memory_mb if limits else None,
+            cpus=limits.cpus if limits else None,
         )
         self.store.create(record)
         instance = Instance(
@@ -324,29 +356,14 @@ class Fleet:
             self.ports.release(record.port)
             record.port = self.ports.take()
             moved = True
-        directory = self.store.dir(record.id)
         release = Path(record.release)
         if not await asyncio.to_thread(release.is_dir):
             raise SpawnFailed(f"its release {release} is gone")
-        env = app_environment(
-            record,
-            instance.manifest,
-            project_vars,
-            instance_dir=directory,
-            sandboxed=self.sandbox.enabled,
-        )
-        sandbox = self.sandbox.for_app(rundir=directory, release=release, private=self.private)
         instance.ready = False
-        instance.process = await AppProcess.spawn(
-            directory=directory,
-            marker=self.store.marker(record.id),
-            command=record.command,
-            release=release,
-            env=env,
-            sandbox=sandbox,
-            limits=self.settings.limits,
-            sink=instance.output.write,
-        )
+        if record.container is not None:
+            instance.process = await self._spawn_container(instance, project_vars)
+        else:
+            instance.process = await self._spawn_process(instance, project_vars)
         record.pid, record.start_time = instance.process.leader, instance.process.start_time
         self.store.save(record)
         log.info(
@@ -357,10 +374,84 @@ class Fleet:
             process=record.process,
             pid=record.pid,
             port=record.port,
-            sandbox=sandbox is not None,
+            container=record.container,
         )
         if moved and record.status == "serving":
             await self.route(instance)
+
+    async def _spawn_process(self, instance: Instance, project_vars: dict[str, str]) -> AppProcess:
+        record = instance.record
+        directory = self.store.dir(record.id)
+        release = Path(record.release)
+        env = app_environment(
+            record,
+            instance.manifest,
+            project_vars,
+            instance_dir=directory,
+            sandboxed=self.sandbox.enabled,
+        )
+        sandbox = self.sandbox.for_app(rundir=directory, release=release, private=self.private)
+        return await AppProcess.spawn(
+            directory=directory,
+            marker=self.store.marker(record.id),
+            command=record.command,
+            release=release,
+            env=env,
+            sandbox=sandbox,
+            limits=self.settings.limits,
+            sink=instance.output.write,
+        )
+
+    async def _spawn_container(
+        self, instance: Instance, project_vars: dict[str, str]
+    ) -> ContainerProcess:
+        """The container app's `run` (container.py): its image loaded first when it is not."""
+        record, manifest = instance.record, instance.manifest
+        engine = self.containers
+        if engine is None:
+            raise NoContainerEngine(no_engine_reason(self.settings.container_engine_setting))
+        if manifest.image is None:
+            raise SpawnFailed("the container release's manifest names no image")
+        release = Path(record.release)
+        await engine.ensure_image(release, manifest.image)
+        directory = self.store.dir(record.id)
+        assert record.container is not None
+        limits = Limits(
+            record.memory_mb or self.container_limits.memory_mb,
+            record.cpus or self.container_limits.cpus,
+        )
+        env_file = directory / ENV_FILE
+        inherited = await asyncio.to_thread(
+            write_env_file,
+            env_file,
+            container_environment(manifest, project_vars, platform_vars(record)),
+        )
+        marker = self.store.marker(record.id)
+        if engine.is_docker:
+            await engine.remove(record.container)  # docker has no `run --replace`
+        argv = engine.run_argv(
+            name=record.container,
+            image=manifest.image.id,
+            port=record.port,
+            env_file=env_file,
+            inherited=sorted(inherited),
+            limits=limits,
+            project=record.project,
+            marker=marker,
+            stop_grace_s=self.settings.stop_grace_s,
+        )
+        process = await ContainerProcess.spawn(
+            directory=directory,
+            marker=marker,
+            command=argv,
+            release=release,
+            env={**engine.engine_env(), **inherited},
+            sandbox=None,  # the container is the sandbox
+            limits=None,  # the container's own limits apply
+            sink=instance.output.write,
+        )
+        process.bind(engine, record.container, env_file, limits.memory_mb)
+        return process
 
     async def wait_ready(self, instance: Instance) -> str | None:
         """None once the instance's new process is ready for traffic; else why it is not."""
@@ -387,6 +478,8 @@ class Fleet:
         instance.ready = reason is None
         if reason is not None:
             instance.last_exit = reason
+        elif isinstance(process, ContainerProcess):
+            process.forget_env_file()  # read when the container was made
         return reason
 
     async def start_deployment(self, instances: list[Instance]) -> None:
@@ -488,6 +581,8 @@ class Fleet:
         else:
             marker = self.store.marker(instance.record.id)
             await asyncio.to_thread(kill_marked, marker.__eq__, APP_MARKER_VAR)
+            if instance.record.container is not None and self.containers is not None:
+                await self.containers.remove(instance.record.container)
         instance.output.cut()
         self._forget(instance)
 
@@ -652,15 +747,7 @@ class Fleet:
         for record in self.store.load_all():
             manifest = self.manifest(record.project, record.build_id)
             output = self.output_for(record, None)  # masked once the env vars are known
-            process = None
-            if record.pid is not None and record.start_time is not None:
-                process = AppProcess.adopt(
-                    pid=record.pid,
-                    start_time=record.start_time,
-                    directory=self.store.dir(record.id),
-                    marker=self.store.marker(record.id),
-                    sink=output.write,
-                )
+            process = self._adopt(record, output)
             if manifest is None or record.status == "starting":
                 if process is not None:
                     await process.kill()
@@ -700,10 +787,41 @@ class Fleet:
 
         killed = await asyncio.to_thread(kill_marked, stray, APP_MARKER_VAR)
         counts["killed"] = len(killed)
+        if self.containers is not None:
+            for name, marker in (await self.containers.labelled()).items():
+                if stray(marker):
+                    await self.containers.remove(name)
+                    counts["killed"] += 1
+                    log.info("stray_container_removed", container=name)
         for leftover in self.store.leftovers(set(self.instances)):
             self.store.remove(leftover.name)
         log.info("apps_recovered", **counts)
         return counts
+
+    def _adopt(self, record: InstanceRecord, output: AppOutput) -> AppProcess | None:
+        """The process (a container app's `run`) a previous engine started, if it still runs."""
+        if record.pid is None or record.start_time is None:
+            return None
+        directory, marker = self.store.dir(record.id), self.store.marker(record.id)
+        if record.container is None or self.containers is None:
+            return AppProcess.adopt(
+                pid=record.pid,
+                start_time=record.start_time,
+                directory=directory,
+                marker=marker,
+                sink=output.write,
+            )
+        process = ContainerProcess.adopt(
+            pid=record.pid,
+            start_time=record.start_time,
+            directory=directory,
+            marker=marker,
+            sink=output.write,
+        )
+        if process is not None:
+            memory = record.memory_mb or self.container_limits.memory_mb
+            process.bind(self.containers, record.container, directory / ENV_FILE, memory)
+        return process
 
     async def close(self) -> None:
         """The engine stops: stop watching, leave every app running for the next engine."""

@@ -1,7 +1,8 @@
 """One run of an app's command: started through the launcher, watched, signalled, stopped — or
 adopted from an engine that died.
 
-Started: `sh -c <command>` (a Procfile line: `$PORT` expands) through `libs.launcher.launch`,
+Started: `sh -c <command>` (a Procfile line: `$PORT` expands), or an argv as it is (a container
+app's `<engine> run …`: container.py), through `libs.launcher.launch`,
 as builds are: in the app's sandbox when there is one (`Sandbox.for_app`: its release read-only,
 its own HOME and /tmp, nothing of the platform's state), under the app's resource limits, with
 exactly the environment it is given, in a session and process group of its own, cwd = the
@@ -37,8 +38,9 @@ import fcntl
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 from launchdeck.contracts.messages import LogStream
 from launchdeck.libs.launcher.launch import Launched, launch
@@ -116,14 +118,16 @@ class AppProcess:
         *,
         directory: Path,
         marker: str,
-        command: str,
+        command: str | Sequence[str],
         release: Path,
         env: Mapping[str, str],
         sandbox: BuildSandbox | None,
         limits: ResourceLimits | None,
         sink: LineSink,
-    ) -> AppProcess:
-        """Start `command` in `release` (see the module docstring). Raises SpawnFailed."""
+    ) -> Self:
+        """Start `command` in `release` (see the module docstring): a string is a shell line,
+        a sequence an argv. Raises SpawnFailed."""
+        argv = [SHELL, "-c", command] if isinstance(command, str) else list(command)
         paths = [directory / "stdout", directory / "stderr"]
         writers: list[int] = []
         readers: list[int] = []
@@ -137,7 +141,7 @@ class AppProcess:
                 with contextlib.suppress(OSError):  # a smaller buffer still works
                     fcntl.fcntl(writer, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
             launched = await launch(
-                [SHELL, "-c", command],
+                argv,
                 cwd=release,
                 env={**env, APP_MARKER_VAR: marker},
                 sandbox=sandbox,
@@ -172,7 +176,7 @@ class AppProcess:
     @classmethod
     def adopt(
         cls, *, pid: int, start_time: int, directory: Path, marker: str, sink: LineSink
-    ) -> AppProcess | None:
+    ) -> Self | None:
         """The app process a previous engine started, if it still runs: the same pid, started at
         the same time, carrying the instance's marker. None when it is gone."""
         if start_time_of(pid) != start_time or marker_of(pid, APP_MARKER_VAR) != marker:

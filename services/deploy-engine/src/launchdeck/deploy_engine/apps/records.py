@@ -74,6 +74,10 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     start_time: int | None = None
     created_at: float = 0.0  # time.time(): the oldest preview is stopped first
     activated_at: float | None = None  # when it started serving
+    # A container app's (container.py): its container's name, memory limit (MiB) and CPUs.
+    container: str | None = None
+    memory_mb: int | None = None
+    cpus: float | None = None
     # In a crash loop: its deployment was reported `unhealthy` (a successor engine reports it
     # `active` again once it serves).
     unhealthy: bool = False

@@ -5,7 +5,9 @@ adopts them), as Caddy does. So stopping the engine does not stop them: `launchd
 Ctrl-C, the test fixtures and an operator taking the machine's platform down call
 `stop_apps(state_dir)` after the engine has stopped — like `caddy.stop_caddy`. Each app gets
 SIGTERM (its process group), `grace_s` to exit, then SIGKILL with everything still carrying the
-marker of an instance of this state dir. From a shell (a container's stop hook, an operator):
+marker of an instance of this state dir; then the containers of its container apps are removed
+(killing their `run` process leaves them running). From a shell (a container's stop hook, an
+operator):
 
     python -m launchdeck.deploy_engine.apps.shutdown     # LAUNCHDECK_STATE_DIR's apps
 """
@@ -15,10 +17,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+from launchdeck.deploy_engine.apps.container import INSTANCE_LABEL, find_engine
 from launchdeck.deploy_engine.apps.process import start_time_of
 from launchdeck.deploy_engine.apps.records import InstanceStore
 from launchdeck.libs.launcher.reaper import APP_MARKER_VAR, kill_marked, marker_of
@@ -43,9 +47,40 @@ def stop_apps(state_dir: Path | str, grace_s: float = 5.0) -> int:
     while time.monotonic() < deadline and any(start_time_of(p) is not None for p in leaders):
         time.sleep(0.02)
     kill_marked(lambda marker: store.instance_of_marker(marker) is not None, APP_MARKER_VAR)
+    remove_containers(store)
     for record in store.load_all():
         store.remove(record.id)
     return len(leaders)
+
+
+def remove_containers(store: InstanceStore) -> int:
+    """Remove every container labelled as an instance of `store` (running or not)."""
+    engine = find_engine(os.environ.get("LAUNCHDECK_CONTAINER_ENGINE"))
+    if engine is None:
+        return 0
+    listed = subprocess.run(
+        [
+            engine,
+            "ps",
+            "-a",
+            "--filter",
+            f"label={INSTANCE_LABEL}",
+            "--format",
+            f'{{{{.Names}}}} {{{{index .Labels "{INSTANCE_LABEL}"}}}}',
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    names = [
+        name
+        for name, _, marker in (line.partition(" ") for line in listed.stdout.splitlines())
+        if name and store.instance_of_marker(marker.strip()) is not None
+    ]
+    if names:
+        subprocess.run([engine, "rm", "-f", *names], capture_output=True, check=False, timeout=120)
+    return len(names)
 
 
 def main() -> None:
