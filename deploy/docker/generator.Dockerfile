@@ -31,13 +31,6 @@ COPY services/build-worker/pyproject.toml services/build-worker/
 COPY services/deploy-engine/pyproject.toml services/deploy-engine/
 COPY services/generator/pyproject.toml services/generator/
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-workspace --package launchdeck-generator
-# pyarrow (Parquet exports of generated content) is most of this image: drop the parts of its
-# wheel nothing imports here (Arrow Flight, S3, headers, Cython sources, its own tests); pyarrow
-# imports each of them only on demand (tests/containers/test_images.py writes a Parquet file).
-RUN cd /app/.venv/lib/python3.*/site-packages/pyarrow \
- && rm -rf include src tests libarrow_flight.so* libarrow_python_flight.so* _flight.*.so \
-      libarrow_s3.so* _s3fs.*.so _pyarrow_cpp_tests.*.so \
- && find . \( -name '*.pxd' -o -name '*.pyx' -o -name '*.pxi' -o -name '*.h' \) -delete
 
 # The workspace's own packages (this service, contracts, libs) as wheels, set apart for a layer
 # of their own.

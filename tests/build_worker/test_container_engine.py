@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
+from launchdeck.build_worker.container_build import storage_race
 from launchdeck.build_worker.container_engine import (
     Engine,
     EngineMissing,
@@ -149,3 +150,11 @@ async def test_a_worker_without_an_engine_fails_a_dockerfile_app_saying_what_to_
     error = events[-1].error or ""
     assert "container builds are turned off" in error
     assert "install podman" in error
+
+
+def test_astorage_race_is_told_from_a_failing_dockerfile() -> None:
+    """Only the engine losing an image it had listed (another process removed it) builds again;
+    a Dockerfile's own failure does not."""
+    raced = "Error: checking if cached image exists from a previous build: getting top layer info: layer not known"  # noqa: E501
+    assert storage_race(["STEP 2/2: RUN make", raced])
+    assert not storage_race(['Error: building at STEP "RUN exit 7": exit status 7'])

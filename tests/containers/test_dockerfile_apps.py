@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -22,7 +23,7 @@ import pytest_asyncio
 
 from tests.e2e.support import Api, Platform, create_project, launch_platform
 from tests.polling import eventually
-from tests.support import GitRepoFactory, commit_files
+from tests.support import GitRepoFactory, commit_files, git
 
 pytestmark = pytest.mark.containers
 
@@ -121,9 +122,9 @@ async def _log_has(api: Api, project: str, needle: str) -> str | None:
     return text if needle in text else None
 
 
-async def deploy(api: Api, project: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def deploy(api: Api, project: str, **body: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Build and deploy, with room for an image build (the first pip install, the save)."""
-    status, build = await api.call("POST", f"/projects/{project}/builds", {})
+    status, build = await api.call("POST", f"/projects/{project}/builds", body)
     assert status == 202, build
     finished = await api.wait_build(build["id"], timeout_s=BUILD_TIMEOUT_S)
     assert finished["status"] == "succeeded", (finished, await build_log(api, build["id"]))
@@ -202,6 +203,16 @@ async def test_a_dockerfile_app_runs_redeploys_under_load_and_rolls_back(
     await api.wait_deployment(rollback["id"])
     assert rollback["build_id"] == first["id"]
     assert await api.edge_get("boxapp") == (200, "container v1")
+
+    # A branch builds a preview: its own container at its own host, production untouched.
+    git(repo, "checkout", "-q", "-b", "feature")
+    commit_files(repo, {"version.txt": "container preview"}, "on a branch")
+    preview, preview_deployment = await deploy(api, "boxapp", ref="feature")
+    assert preview["environment"] == "preview"
+    host = urlsplit(preview_deployment["url"]).hostname
+    assert await api.edge_get("boxapp", host=host) == (200, "container preview")
+    assert await api.edge_get("boxapp") == (200, "container v1")
+    assert len(containers_of(container_engine, "boxapp")) == 2
 
     # Past its 96 MiB the container is OOM-killed; the log says so, supervision restarts it.
     # The edge answers 502 for the request whose upstream died (or the connection drops).

@@ -65,6 +65,13 @@ ENGINE_NOTE = (
     "▶ The image is built by {engine} outside the build sandbox: the engine isolates the build "
     "(each RUN step is a container)"
 )
+# What podman says when an image or layer it had listed vanished meanwhile (`storage_race`).
+STORAGE_RACE_SIGNS = ("layer not known", "image not known")
+STORAGE_RACE_ATTEMPTS = 2
+STORAGE_RACE_NOTE = (
+    "⚠ The engine's image storage changed under the build (an image was removed meanwhile): "
+    "building again"
+)
 
 
 @dataclass(frozen=True)
@@ -153,6 +160,44 @@ def _write_secrets(directory: Path, values: Mapping[str, str]) -> dict[str, Path
     return files
 
 
+def storage_race(lines: Sequence[str]) -> bool:
+    """The engine lost a layer or image it had just listed: another process (the deploy-engine
+    pruning an image, another build) removed it meanwhile. podman 4.3 fails the build then
+    (`checking if cached image exists from a previous build: … layer not known`); the same
+    build run again finds a consistent storage."""
+    return any(sign in line for line in lines for sign in STORAGE_RACE_SIGNS)
+
+
+async def _engine_build(job: ContainerJob, argv: Sequence[str], env: Mapping[str, str]) -> float:
+    """Run the engine's build (once more after a storage race); its time. Raises BuildFailed
+    saying the Dockerfile build failed, with the engine's last line."""
+    for attempt in range(1, STORAGE_RACE_ATTEMPTS + 1):
+        last = _LastLines(job.sink)
+        try:
+            return await run_command(
+                argv,
+                cwd=job.plan.root,
+                env=env,
+                sink=last,
+                timeout_s=job.time_left(),
+                marker=str(job.workdir),
+            )
+        except BuildFailed as exc:
+            if type(exc) is not BuildFailed:
+                raise  # a timeout says so itself
+            if attempt < STORAGE_RACE_ATTEMPTS and storage_race(last.lines):
+                job.say(STORAGE_RACE_NOTE)
+                continue
+            code = str(exc).rsplit(" ", 1)[-1]
+            detail = f": {last.lines[-1]}" if last.lines else ""
+            raise BuildFailed(
+                f"The Dockerfile build failed (exit {code}){detail}"
+                if code.isdigit()
+                else f"The Dockerfile build failed ({exc}){detail}"
+            ) from None
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 async def build_image(job: ContainerJob) -> BuiltImage:
     """Build, inspect and save the image of `job`; raises BuildFailed with the engine's error."""
     plan = job.plan
@@ -188,27 +233,8 @@ async def build_image(job: ContainerJob) -> BuiltImage:
                 "▶ Build secrets (RUN --mount=type=secret,id=NAME; never stored in the image): "
                 + ", ".join(secrets)
             )
-        last = _LastLines(job.sink)
         build_env = {**job.env, **{name: job.project_vars[name] for name in marked}}
-        try:
-            took = await run_command(
-                argv,
-                cwd=plan.root,
-                env=build_env,
-                sink=last,
-                timeout_s=job.time_left(),
-                marker=str(job.workdir),
-            )
-        except BuildFailed as exc:
-            if type(exc) is not BuildFailed:
-                raise  # a timeout says so itself
-            code = str(exc).rsplit(" ", 1)[-1]
-            detail = f": {last.lines[-1]}" if last.lines else ""
-            raise BuildFailed(
-                f"The Dockerfile build failed (exit {code}){detail}"
-                if code.isdigit()
-                else f"The Dockerfile build failed ({exc}){detail}"
-            ) from None
+        took = await _engine_build(job, argv, build_env)
         job.say(f"✔ Image built in {took:.1f}s")
     finally:
         # Also when it was cancelled or timed out: its RUN step outlives the engine.
