@@ -11,7 +11,7 @@ PYTHON ?= python3
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen
 
-.PHONY: help ensure-uv ensure-bwrap sync dev cli test test-containers images base-image lint format \
+.PHONY: help ensure-uv ensure-bwrap ensure-chromium sync dev cli test test-containers images base-image lint format \
 	schema bench clean clean-state
 
 help:
@@ -53,6 +53,24 @@ ensure-bwrap:
 	  fi; \
 	}
 
+# The dashboard's browser tests (tests/dashboard) drive Debian's Chromium through Playwright
+# (Playwright's own browser download is not used): installed with apt-get when missing and we
+# are root; otherwise one line says how (those tests then fail, unless
+# LAUNCHDECK_SKIP_BROWSER_TESTS=1 opts out on a developer's machine).
+ensure-chromium:
+	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium not found: installing it with apt-get (the dashboard's browser tests)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq chromium >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	      || echo "WARNING: could not install chromium: the dashboard's browser tests will fail"; \
+	  else \
+	    echo "WARNING: chromium is not installed: the dashboard's browser tests will fail;" \
+	      "install it (e.g. sudo apt-get install chromium) or set LAUNCHDECK_SKIP_BROWSER_TESTS=1"; \
+	  fi; \
+	}
+
 sync: ensure-uv ensure-bwrap
 	$(UV) sync --frozen
 
@@ -63,7 +81,7 @@ dev: sync
 cli: sync
 	$(RUN) launchdeck $(ARGS)
 
-test: sync
+test: sync ensure-chromium
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy

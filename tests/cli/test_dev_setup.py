@@ -156,6 +156,7 @@ def banner_text(info: DevInfo, example_live: bool | None) -> str:
 def dev_info(tmp_path: Path, *, example: bool) -> DevInfo:
     return DevInfo(
         api_url="http://127.0.0.1:8080",
+        dashboard_url="http://127.0.0.1:8080/",
         edge_url="http://localhost:8000",
         admin_token="tok-123",
         database_url="postgresql://postgres@/launchdeck?host=/sock",
@@ -167,9 +168,11 @@ def dev_info(tmp_path: Path, *, example: bool) -> DevInfo:
 
 
 def test_banner_says_where_everything_is_and_what_to_type(tmp_path: Path) -> None:
-    """The banner shows the API, token, edge, example, NATS URL, the deploy-engine's port and
-    dev.json, and suggests commands that work verbatim from the checkout (`./launchdeck`)."""
+    """The banner shows the dashboard, API, token, edge, example, NATS URL, the deploy-engine's
+    port and dev.json, and suggests commands that work verbatim from the checkout
+    (`./launchdeck`)."""
     text = banner_text(dev_info(tmp_path, example=True), example_live=True)
+    assert "  Dashboard      http://127.0.0.1:8080/\n" in text
     for shown in (
         "Launchdeck is running",
         "http://127.0.0.1:8080",

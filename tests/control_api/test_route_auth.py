@@ -35,6 +35,7 @@ from launchdeck.contracts.api import (
     TemplateStep,
 )
 from launchdeck.control_api.api.openapi import ROUTES as DOCUMENTED_ROUTES
+from launchdeck.control_api.dashboard.routes import is_dashboard_route
 from launchdeck.control_api.domain.generations import create_generation
 from launchdeck.control_api.domain.runs import request_run
 from launchdeck.control_api.domain.schedules import create_schedule
@@ -296,7 +297,8 @@ def test_the_table_lists_every_route(api: Api) -> None:
     app_routes = {
         (r.method, r.resource.canonical)
         for r in api.client.app.router.routes()
-        if r.resource is not None and r.method != "HEAD"
+        # The dashboard's pages are no API routes: test_dashboard*.py covers their sessions.
+        if r.resource is not None and r.method != "HEAD" and not is_dashboard_route(r)
     }
     listed = [(r.method, r.pattern) for r in ROUTES]
     assert len(listed) == len(set(listed)), "one row per route"

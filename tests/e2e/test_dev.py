@@ -216,6 +216,8 @@ async def answers_at_once(session: aiohttp.ClientSession, info: dict[str, Any]) 
     urls = {
         "control-api /ready": (info["api_url"] + "/ready", {}),
         "control-api /api/v1/projects": (info["api_url"] + "/api/v1/projects", auth),
+        # The dashboard's sign-in page, where a newcomer starts (the URL the banner prints).
+        "dashboard /sign-in": (info["dashboard_url"] + "sign-in", {}),
         "deploy-engine /health": (f"http://127.0.0.1:{info['ports']['deploy_engine']}/health", {}),
     }
     statuses = {}
@@ -385,12 +387,14 @@ async def first_run(state_dir: Path) -> AsyncIterator[FirstRun]:
 
 
 async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: FirstRun) -> None:
-    """`launchdeck dev` writes dev.json, serves the example at example.localhost, prints the API
-    URL, token and example URL, and on Ctrl-C exits 0 leaving no process it started running."""
+    """`launchdeck dev` writes dev.json, serves the example at example.localhost, prints the
+    dashboard's and the API's URL, token and example URL, and on Ctrl-C exits 0 leaving no
+    process it started running."""
     info = first_run.info
-    for key in ("api_url", "edge_url", "admin_token", "database_url", "nats_url"):
+    for key in ("api_url", "dashboard_url", "edge_url", "admin_token", "database_url", "nats_url"):
         assert info.get(key), f"dev.json has no {key}: {info}"
     assert info["api_url"].startswith("http://127.0.0.1:")
+    assert info["dashboard_url"] == info["api_url"] + "/"  # served by the control-api
     assert info["edge_url"] == f"http://localhost:{info['ports']['edge']}"
     assert info["nats_url"].startswith("nats://127.0.0.1:")
     assert info["nats_url"] != "nats://127.0.0.1:4222"  # never the standard ports
@@ -402,6 +406,7 @@ async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: 
     assert first_run.answered_when_ready == {
         "control-api /ready": 200,
         "control-api /api/v1/projects": 200,
+        "dashboard /sign-in": 200,
         "deploy-engine /health": 200,
     }
     # Stopped: the file stays (the next run reuses its ports and token) but says not ready.
@@ -414,6 +419,7 @@ async def test_dev_serves_the_example_prints_where_and_stops_cleanly(first_run: 
 
     out = first_run.output
     banner = out[out.index(BANNER) :]
+    assert f"Dashboard      {info['dashboard_url']}\n" in banner
     assert info["api_url"] in banner
     assert info["admin_token"] in banner
     assert info["example_url"] in banner

@@ -1,13 +1,14 @@
 """The dev state directory: `dev.json`, the secret key, the lock, and stable port choices.
 
 `dev.json` is how scripts (and the client commands) find a running `launchdeck dev`: it holds
-`api_url`, `edge_url`, `admin_token`, `database_url`, `nats_url` (and each NATS node's URL and
-process id, `nats_urls` and `nats_pids`), the operator's NATS login (`nats_user`,
-`nats_password`, for the NATS CLI), the ports chosen (which the
-next run reuses when they are free, so URLs stay the same) and `ready`. It is written as soon as
-the ports are chosen with `"ready": false` (so a crashed start-up still leaves the pids and ports
-the next run needs to clean up and reuse), rewritten with `"ready": true` once every service
-answers (see `dev.readiness`), and with `"ready": false` again when `launchdeck dev` stops.
+`api_url`, `dashboard_url` (the web dashboard, served by the control-api at `/`), `edge_url`,
+`admin_token`, `database_url`, `nats_url` (and each NATS node's URL and process id, `nats_urls`
+and `nats_pids`), the operator's NATS login (`nats_user`, `nats_password`, for the NATS CLI),
+the ports chosen (which the next run reuses when they are free, so URLs stay the same) and
+`ready`. It is written as soon as the ports are chosen with `"ready": false` (so a crashed
+start-up still leaves the pids and ports the next run needs to clean up and reuse), rewritten
+with `"ready": true` once every service answers (see `dev.readiness`), and with `"ready": false`
+again when `launchdeck dev` stops.
 
 The directory and what it holds are private (0700, files 0600): dev.json, the secret key and the
 passwords (`dev.credentials`) are the keys to the whole platform.
@@ -67,6 +68,8 @@ class DevInfo:
     # external NATS_URL, whose credentials are the caller's.
     nats_user: str | None = None
     nats_password: str | None = field(default=None, repr=False)
+    # The web dashboard (the control-api serves it at `/`): sign in with `admin_token`.
+    dashboard_url: str | None = None
 
 
 def make_private_dir(path: Path, mode: int = 0o700) -> None:

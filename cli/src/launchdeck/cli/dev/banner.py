@@ -1,8 +1,8 @@
 """What `launchdeck dev` prints once the platform is up: where everything is, and what to type.
 
-Everything an operator needs to reach each part by hand (the API and its token, the edge, NATS
-for the `nats` CLI, the deploy-engine's health port), and commands that work verbatim from the
-checkout: `./launchdeck` runs the CLI through uv whether or not uv is on PATH.
+Everything an operator needs to reach each part by hand (the dashboard, the API and its token,
+the edge, NATS for the `nats` CLI, the deploy-engine's health port), and commands that work
+verbatim from the checkout: `./launchdeck` runs the CLI through uv whether or not uv is on PATH.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ def banner(term: PrefixedTerminal, info: DevInfo, example_live: bool | None) -> 
     """The banner's lines. `example_live`: None when the example was not deployed (yet)."""
     rule = term.style("─" * 72, DIM)
     rows = [
+        # First: where a newcomer goes (sign in with the admin token below).
+        ("Dashboard", info.dashboard_url or info.api_url + "/"),
         ("API", info.api_url),
         ("Admin token", info.admin_token),
         ("Edge", info.edge_url),

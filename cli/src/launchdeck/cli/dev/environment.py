@@ -193,6 +193,7 @@ class DevEnvironment:
 
         info = DevInfo(
             api_url=f"http://127.0.0.1:{ports.api}",
+            dashboard_url=f"http://127.0.0.1:{ports.api}/",
             edge_url=f"http://localhost:{ports.edge}",
             admin_token=await self._admin_token(database_url, secret, previous),
             database_url=database_url,

@@ -45,6 +45,7 @@ from launchdeck.control_api.consumers.events import EventsConsumer
 from launchdeck.control_api.consumers.generation_rpc import GenerationRpcServer
 from launchdeck.control_api.consumers.scheduler import Scheduler
 from launchdeck.control_api.consumers.stuck_jobs import StuckJobsSweeper
+from launchdeck.control_api.dashboard.routes import setup_dashboard_routes
 from launchdeck.control_api.domain.abandoned_jobs import Deadlines
 from launchdeck.control_api.domain.sealing import KeyRing
 from launchdeck.control_api.housekeeping.prune import Pruner, Retention
@@ -107,6 +108,7 @@ def create_app(
     setup_token_routes(app)
     setup_audit_routes(app)
     setup_openapi_routes(app)
+    setup_dashboard_routes(app)  # the web pages, over the routes above
     if background_tasks:
         app.cleanup_ctx.append(_run_background_tasks)
     return app

@@ -5,6 +5,12 @@ carry their own HMAC signature) needs a token, as `Authorization: Bearer <jwt>` 
 WebSocket viewers that cannot set headers, `?token=<jwt>`. The verified claims are stored on the
 request under `PRINCIPAL`; handlers call `require_scope` once they know the project involved.
 
+The dashboard (`launchdeck.control_api.dashboard`) keeps a signed-in user's token in the
+`ld_session` cookie. That cookie is accepted only on the WebSocket routes (a browser cannot set
+headers on a WebSocket), and only from a page of this very site (the Origin header names the Host):
+the JSON routes ignore it, so they offer no cross-site request forgery surface. The dashboard's
+own pages (routes named `dashboard.*`) check that cookie themselves and call the API with it.
+
 Scopes: `admin` passes everything; otherwise a token belongs to one project and holds some of
 `read`, `deploy`, `write`. Another project's resources answer 404, not 403, so a scoped token
 cannot probe which projects exist.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -50,6 +57,16 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/api/v1/hooks/",)
 
+# The dashboard's session cookie (its value is the user's API token) and the only routes that
+# accept it: the WebSocket handshakes, which browsers cannot give an Authorization header.
+SESSION_COOKIE = "ld_session"
+COOKIE_ROUTES = frozenset(
+    {"/api/v1/builds/{id}/logs/ws", "/api/v1/projects/{id}/logs/ws", "/api/v1/ws"}
+)
+# Routes named with this prefix are the dashboard's pages: they check the session cookie
+# themselves, and every change they make goes through the API with the session's token.
+OWN_SESSION_PREFIX = "dashboard."
+
 ADMIN = "admin"
 # A scope is granted by itself or by a stronger one.
 _GRANTED_BY: dict[str, frozenset[str]] = {
@@ -63,6 +80,12 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+def has_own_session(request: web.Request) -> bool:
+    """A dashboard page: its handler checks the session cookie (`dashboard.session`)."""
+    name = request.match_info.route.name
+    return name is not None and name.startswith(OWN_SESSION_PREFIX)
+
+
 def request_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization")
     if header is not None:
@@ -70,7 +93,32 @@ def request_token(request: web.Request) -> str | None:
         if scheme.lower() != "bearer" or not value.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         return value.strip()
-    return request.query.get("token") or None
+    if token := request.query.get("token"):
+        return token
+    return _session_cookie(request)
+
+
+def same_origin(request: web.Request) -> bool:
+    """The request's Origin header names this site (the Host the browser asked for)."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in {"http", "https"} and parts.netloc.lower() == request.host.lower()
+
+
+def _session_cookie(request: web.Request) -> str | None:
+    """The dashboard session's token, on a WebSocket route opened by this site's pages only.
+
+    SameSite=Strict already keeps the cookie off other sites' requests; the Origin check also
+    refuses a page of another origin on the same site (another port, a sibling app)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    resource = request.match_info.route.resource
+    if not token or resource is None or resource.canonical not in COOKIE_ROUTES:
+        return None
+    if not same_origin(request):
+        raise Forbidden("the session cookie is accepted only from this site's own pages")
+    return token
 
 
 def setup_token_checks(app: web.Application) -> None:
@@ -98,12 +146,17 @@ async def authenticate(request: web.Request) -> tuple[TokenClaims, TokenRow]:
     token = request_token(request)
     if token is None:
         raise Unauthorized("a bearer token is required (Authorization header or ?token=)")
+    return await check_token(request.app, token)
+
+
+async def check_token(app: web.Application, token: str) -> tuple[TokenClaims, TokenRow]:
+    """`authenticate` for a token in hand (the dashboard's session); Unauthorized if refused."""
     try:
-        claims = verify(request.app[SETTINGS].secret_key, token)
-        row = await check_token_row(request.app[TOKEN_CACHE], claims)
+        claims = verify(app[SETTINGS].secret_key, token)
+        row = await check_token_row(app[TOKEN_CACHE], claims)
     except (InvalidToken, TokenRefused) as exc:
         raise Unauthorized(str(exc)) from None
-    request.app[TOKEN_USAGE].used(row.id)
+    app[TOKEN_USAGE].used(row.id)
     # The row is the authority (the claims were signed from it).
     claims = TokenClaims(
         jti=str(row.id),
@@ -117,7 +170,7 @@ async def authenticate(request: web.Request) -> tuple[TokenClaims, TokenRow]:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not is_public(request.path):
+    if not is_public(request.path) and not has_own_session(request):
         request[PRINCIPAL], request[TOKEN] = await authenticate(request)
     return await handler(request)
 
@@ -169,5 +222,10 @@ def require_scope(
         return
     if claims.project_id is None or claims.project_id != str(project_id):
         raise NotFound(not_found)
-    if not _GRANTED_BY[scope] & set(claims.scopes):
+    if not grants(claims, scope):
         raise Forbidden(f"this token lacks the {scope!r} scope")
+
+
+def grants(claims: TokenClaims, scope: str) -> bool:
+    """The token holds `scope` (or a stronger one) on its project, or is an admin token."""
+    return is_admin(claims) or bool(_GRANTED_BY[scope] & set(claims.scopes))

@@ -82,8 +82,11 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=registry.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
-async def index(_request: web.Request) -> web.Response:
-    """What a person opening the API URL in a browser sees: where things are."""
+async def index(request: web.Request) -> web.Response:
+    """A browser (asking for HTML) goes to the dashboard; any other client learns where the
+    API's things are."""
+    if "text/html" in request.headers.get("Accept", ""):
+        raise web.HTTPFound("/projects")
     return json_response(
         {
             "name": "launchdeck",
