@@ -17,8 +17,9 @@ import asyncio
 import os
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,6 +28,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
+from nats.js import JetStreamContext
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.generation.modes import GenerationMode
@@ -38,6 +40,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from launchdeck.control_api.api.openapi import ROUTES, openapi_document
+from tests.apps_rpc import idle_engine_answering
 from tests.control_api.helpers import new_build, new_project, succeed
 from tests.control_api.support import Api, unique
 
@@ -232,7 +235,18 @@ def run_all(seeds: Seeds, wanted: Callable[[str, str], bool]) -> list[str]:
     return failures
 
 
-async def test_no_5xx_and_every_answer_matches_the_document(seeds: Seeds) -> None:
+@pytest_asyncio.fixture(loop_scope="session")
+async def engine_answering(
+    nats_url: str, js: JetStreamContext, tmp_path: Path
+) -> AsyncIterator[None]:
+    """A deploy-engine answering `GET /api/v1/projects/{id}/apps` (503 without one)."""
+    async with idle_engine_answering(nats_url, js, tmp_path):
+        yield
+
+
+async def test_no_5xx_and_every_answer_matches_the_document(
+    seeds: Seeds, engine_answering: None
+) -> None:
     """Every HTTP operation of the document, valid and invalid requests alike."""
     failures = await asyncio.to_thread(run_all, seeds, lambda method, path: True)
     for (method, path), statuses in sorted(seeds.answers.items()):

@@ -84,6 +84,8 @@ ROUTES = [
     Route("POST", "/api/v1/builds/{id}/cancel", needs="deploy", ok=409),
     Route("GET", "/api/v1/projects/{id}/logs"),
     Route("GET", "/api/v1/projects/{id}/logs/ws", ok=101),
+    # No deploy-engine answers in this test: an allowed caller gets that 503, not an auth error.
+    Route("GET", "/api/v1/projects/{id}/apps", ok=503),
     Route("GET", "/api/v1/projects/{id}/deployments"),
     Route("POST", "/api/v1/projects/{id}/deployments", needs="deploy", ok=202),
     # Only one production deployment so far: nothing to roll back to.
@@ -130,6 +132,8 @@ ROUTES = [
     Route("GET", "/api/v1/generations/{id}/items"),
     Route("POST", "/api/v1/generations/{id}/cancel", needs="deploy"),  # a queued job
     Route("GET", "/api/v1/generations/{id}/export"),
+    Route("GET", "/api/v1/generations/{id}/timeline"),
+    Route("GET", "/api/v1/projects/{id}/generations/costs"),
     Route("GET", "/api/v1/generations/{id}/manifests.zip"),
     # The subject's job has no group_by (so no group's manifest) and no done item to publish.
     Route("GET", "/api/v1/generations/{id}/manifests/{group}", ok=404),

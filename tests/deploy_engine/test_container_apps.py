@@ -28,6 +28,7 @@ from launchdeck.deploy_engine.apps.container import INSTANCE_LABEL, PROJECT_LABE
 from launchdeck.deploy_engine.apps.env import nats_env_source
 from launchdeck.deploy_engine.apps.fleet import Fleet
 from launchdeck.deploy_engine.apps.records import InstanceStore
+from launchdeck.deploy_engine.apps.report import apps_report
 from launchdeck.deploy_engine.apps.shutdown import stop_apps
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
 from launchdeck.deploy_engine.handler import DeployHandler
@@ -227,6 +228,14 @@ async def test_deploy_redeploy_under_load_rollback_and_undeploy(
     assert not (apps.store.dir(web.record.id) / "container.env").exists()  # read, then removed
     report = apps.fleet.report(apps.project)[0]
     assert (report["memory_mb"], report["cpus"], report["image"]) == (512, 0.5, releases.ids[0])
+    # What the control-api's apps page shows (`ld.rpc.apps.report`): the same limits, the
+    # image's size (its archive in the release) and the container's state.
+    [facts] = (await apps_report(apps.fleet, apps.engine.project_id)).instances
+    assert (facts.container, facts.image_id) == (web.record.container, releases.ids[0])
+    assert (facts.memory_mb, facts.cpus, facts.container_status) == (512, 0.5, "running")
+    assert facts.image_size is not None
+    assert facts.image_size > 1_000_000
+    assert (facts.healthy, facts.restarts) == (True, 0)
     assert apps.containers() == [web.record.container]
 
     old = web

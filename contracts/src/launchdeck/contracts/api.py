@@ -15,7 +15,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from launchdeck.contracts.messages import AppKind, EnvTarget, LogStream
+from launchdeck.contracts.messages import AppInstance, AppKind, EnvTarget, LogStream
 from launchdeck.contracts.statuses import (
     BuildStatus,
     DeploymentStatus,
@@ -259,6 +259,14 @@ class DeploymentOut(msgspec.Struct, kw_only=True, frozen=True):
     previous_deployment_id: uuid.UUID | None
     created_at: datetime
     activated_at: datetime | None
+
+
+class ProjectApps(msgspec.Struct, kw_only=True, frozen=True):
+    """`GET /api/v1/projects/{id}/apps`: the project's running app instances, as the
+    deploy-engine reports them now (production first, then previews)."""
+
+    project_id: uuid.UUID
+    instances: list[AppInstance]
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True, frozen=True):
@@ -844,3 +852,50 @@ class GenerationPublished(msgspec.Struct, kw_only=True, frozen=True):
     build_id: uuid.UUID
     deployment_id: uuid.UUID
     pages: int
+
+
+class GenerationTimelineBucket(msgspec.Struct, kw_only=True, frozen=True):
+    """The items that finished in one time bucket, `[at, at + bucket_s)`: how many, their rate
+    (`done` + `failed` per second of the bucket), their tokens and cost (a decimal string)."""
+
+    at: datetime
+    done: int
+    failed: int
+    items_per_s: float
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+
+
+class GenerationTimeline(msgspec.Struct, kw_only=True, frozen=True):
+    """`GET /api/v1/generations/{id}/timeline[?bucket_s=N]`: a job's progress over time, from
+    its items' finish times, for charts. `start`: when the job started (else was created);
+    `end`: when it finished (else now). Every bucket from `start` to `end` is listed, empty
+    ones too; `bucket_s` is chosen so there are at most 120 unless asked for."""
+
+    job_id: uuid.UUID
+    start: datetime
+    end: datetime
+    bucket_s: int
+    buckets: list[GenerationTimelineBucket]
+
+
+class GenerationCostDay(msgspec.Struct, kw_only=True, frozen=True):
+    """One UTC day of a project's generation: items finished that day, across its jobs, with
+    their tokens and cost (a decimal string)."""
+
+    day: str  # YYYY-MM-DD
+    jobs: int
+    items: int
+    tokens_in: int
+    tokens_out: int
+    cost_usd: str
+
+
+class GenerationCosts(msgspec.Struct, kw_only=True, frozen=True):
+    """`GET /api/v1/projects/{id}/generations/costs?days=N` (default 30): every day of the last
+    N (UTC, today included, oldest first, empty days too) and the total."""
+
+    project_id: uuid.UUID
+    days: list[GenerationCostDay]
+    total_usd: str

@@ -332,6 +332,52 @@ class EnvReply(Message, kw_only=True, frozen=True):
     error: str | None = None
 
 
+class AppsReportRequest(Message, kw_only=True, frozen=True):
+    """`ld.rpc.apps.report`: what the deploy-engine runs of one project now (core NATS
+    request/reply; the control-api asks for `GET /api/v1/projects/{id}/apps`)."""
+
+    project_id: str
+
+
+class AppInstance(msgspec.Struct, kw_only=True, frozen=True):
+    """One running instance of a project's app, as the deploy-engine sees it.
+
+    `slot`: `production` or `preview:<build id>`; `status`: starting, serving or draining;
+    `healthy`: running, ready and not in a crash loop; `uptime_s`: since its current process
+    started (None when it is not running). A container app's instance also names its container,
+    image (id and size in bytes: its OCI archive in the release), limits and the container's
+    state as the engine reports it (`running`, `exited`…)."""
+
+    slot: str
+    environment: str
+    process: str
+    deployment_id: str
+    build_id: str
+    status: str
+    running: bool
+    ready: bool
+    healthy: bool
+    pid: int | None = None
+    port: int | None = None
+    restarts: int = 0
+    last_exit: str | None = None
+    uptime_s: float | None = None
+    container: str | None = None
+    image_id: str | None = None
+    image_size: int | None = None
+    memory_mb: int | None = None
+    cpus: float | None = None
+    container_status: str | None = None
+
+
+class AppsReport(Message, kw_only=True, frozen=True):
+    """The answer to `AppsReportRequest`: the project's instances (every slot), production
+    first, then previews, each by process type."""
+
+    project_id: str
+    instances: list[AppInstance] = []
+
+
 class BuildCancelRequested(Message, kw_only=True, frozen=True):
     """`ld.control.build.cancel`: stop this build wherever it runs (core NATS, every worker
     hears it). The same message is the value of the build's key in the `cancellations` KV

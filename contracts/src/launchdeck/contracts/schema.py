@@ -25,6 +25,8 @@ MESSAGE_TYPES: tuple[type[msgspec.Struct], ...] = (
     messages.AppLogBatch,
     messages.EnvRequest,
     messages.EnvReply,
+    messages.AppsReportRequest,
+    messages.AppsReport,
     messages.BuildCancelRequested,
     messages.RunRequested,
     messages.RunStatusChanged,

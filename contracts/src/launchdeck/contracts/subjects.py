@@ -35,6 +35,7 @@ SUBJECT_RUN_LOGS_PREFIX = "ld.logs.run"
 
 # --- request/reply and control (core NATS, never stored) -----------------------------------
 SUBJECT_ENV_REQUESTS = "ld.rpc.env"  # EnvRequest → EnvReply, served by the control-api
+SUBJECT_APPS_REPORT = "ld.rpc.apps.report"  # AppsReportRequest → AppsReport, by the engine
 SUBJECT_BUILD_CANCEL = "ld.control.build.cancel"  # BuildCancelRequested, heard by every worker
 
 # --- JetStream advisories (published by the NATS server itself) ---------------------------

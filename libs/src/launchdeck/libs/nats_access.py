@@ -132,6 +132,9 @@ def _control_api() -> ServiceAccess:
             # Cancelling a generation job: the word to every generator (core NATS; the job's
             # row already says so, which is what a generator that missed it finds).
             s.SUBJECT_GENERATION_CANCEL,
+            # What the deploy-engine runs of a project (`GET /api/v1/projects/{id}/apps`): a
+            # request, answered to the control-api's own inbox.
+            s.SUBJECT_APPS_REPORT,
             # The scheduler's lease (`libs.lease`, key `scheduler`): created, renewed and
             # deleted by writes to its key, read with MSG.GET (the bucket has no direct get).
             f"$KV.{s.KV_LEASES}.>",
@@ -270,7 +273,12 @@ def _deploy_engine() -> ServiceAccess:
             # Whether a run was cancelled (its key in the `cancellations` bucket): read only.
             *_stream_api("MSG.GET", cancellations),
         ),
-        subscribe=tuple(_micro(s.SERVICE_DEPLOY_ENGINE)),
+        subscribe=(
+            *_micro(s.SERVICE_DEPLOY_ENGINE),
+            # The control-api's questions about the apps it runs (answered through
+            # `allow_responses`).
+            s.SUBJECT_APPS_REPORT,
+        ),
         streams=streams,
         responds=True,
     )

@@ -14,11 +14,13 @@ from aiohttp import web
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from launchdeck.control_api.api.apps import setup_app_routes
 from launchdeck.control_api.api.audit import audit_middleware, setup_audit_routes
 from launchdeck.control_api.api.auth import auth_middleware, setup_token_checks
 from launchdeck.control_api.api.builds import setup_build_routes
 from launchdeck.control_api.api.deployments import setup_deployment_routes
 from launchdeck.control_api.api.env import setup_env_routes
+from launchdeck.control_api.api.generation_charts import setup_generation_chart_routes
 from launchdeck.control_api.api.generation_results import setup_generation_result_routes
 from launchdeck.control_api.api.generations import setup_generation_routes
 from launchdeck.control_api.api.hooks import setup_hook_routes
@@ -99,11 +101,13 @@ def create_app(
     setup_env_routes(app)
     setup_hook_routes(app)
     setup_log_routes(app)
+    setup_app_routes(app)
     setup_ws_routes(app)
     setup_schedule_routes(app)
     setup_run_routes(app)
     setup_generation_routes(app)
     setup_generation_result_routes(app)
+    setup_generation_chart_routes(app)
     setup_template_routes(app)
     setup_token_routes(app)
     setup_audit_routes(app)

@@ -29,6 +29,7 @@ from launchdeck.deploy_engine.apps.app_logs import AppLogs
 from launchdeck.deploy_engine.apps.env import nats_env_source
 from launchdeck.deploy_engine.apps.fleet import Fleet
 from launchdeck.deploy_engine.apps.records import InstanceStore
+from launchdeck.deploy_engine.apps.report import serve_apps_reports
 from launchdeck.deploy_engine.caddy import ensure_caddy, listen_address
 from launchdeck.deploy_engine.caddy_admin import CaddyAdmin
 from launchdeck.deploy_engine.edge_probe import EdgeProbe
@@ -202,6 +203,7 @@ async def serve(service: Service[Settings]) -> None:
             "Releases, activation, apps and the Caddy edge",
             lambda: {**handler.status(), **runs.status()},
         )
+        await serve_apps_reports(service.nc, fleet)  # ends with the connection
         runner = web.AppRunner(make_app(store, sites, probe, fleet))
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port).start()

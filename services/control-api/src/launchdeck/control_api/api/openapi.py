@@ -34,16 +34,19 @@ from launchdeck.contracts.api import (
     DeploymentOut,
     EnvVarOut,
     EnvVarSet,
+    GenerationCosts,
     GenerationCreate,
     GenerationEstimate,
     GenerationItemOut,
     GenerationOut,
     GenerationPublish,
     GenerationPublished,
+    GenerationTimeline,
     Health,
     LogRecord,
     Page,
     Problem,
+    ProjectApps,
     ProjectCreate,
     ProjectCreated,
     ProjectOut,
@@ -159,6 +162,12 @@ ITEM_STATUS = Param(
 EXPORT_FORMAT = Param(
     "format", "the file's format (default jsonl)", {"enum": ["jsonl", "csv", "parquet"]}
 )
+TIMELINE_BUCKET = Param(
+    "bucket_s",
+    "seconds per bucket (default: chosen so there are at most 120)",
+    _int(1, 86_400),
+)
+COST_DAYS = Param("days", "how many UTC days, today included (default 30)", _int(1, 366, 30))
 GENERATION_UPLOAD_NOTE = (
     "The body is `GenerationCreate` as JSON, or `multipart/form-data` with that JSON as the"
     " `spec` part and the rows as a file part `rows` (`.jsonl`/`.ndjson` or `.csv`, by its file"
@@ -631,6 +640,25 @@ ROUTES: tuple[RouteDoc, ...] = (
         response=GenerationOut,
         errors=(409,),
     ),
+    # --- generation charts (api/generation_charts.py) ---
+    RouteDoc(
+        "GET",
+        "/api/v1/generations/{id}/timeline",
+        "A job's items finished per time bucket: count, items/s, tokens, cost (for charts)",
+        "generations",
+        "read",
+        response=GenerationTimeline,
+        query=(TIMELINE_BUCKET,),
+    ),
+    RouteDoc(
+        "GET",
+        "/api/v1/projects/{id}/generations/costs",
+        "A project's generation cost per UTC day, across its jobs",
+        "generations",
+        "read",
+        response=GenerationCosts,
+        query=(COST_DAYS,),
+    ),
     # --- generation results (api/generation_results.py) ---
     RouteDoc(
         "GET",
@@ -846,6 +874,21 @@ ROUTES: tuple[RouteDoc, ...] = (
         ),
     ),
     # --- running apps ---
+    RouteDoc(
+        "GET",
+        "/api/v1/projects/{id}/apps",
+        "A project's running app instances, as the deploy-engine reports them now",
+        "logs",
+        "read",
+        response=ProjectApps,
+        errors=(503,),
+        description=(
+            "Every slot (production, then previews) and process: status, health, restarts,"
+            " last exit, uptime; a container app's container, image (id, size in bytes),"
+            " memory and CPU limits and the container's state. 503 when the deploy-engine"
+            " does not answer within 2 s."
+        ),
+    ),
     RouteDoc(
         "GET",
         "/api/v1/projects/{id}/logs",

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 
 from launchdeck.contracts.api import Problem
+from launchdeck.control_api.dashboard.render import secured
 
 T = TypeVar("T")
 
@@ -78,6 +79,26 @@ class Api:
             if response.status >= 400:
                 raise _error(response.status, response.reason or "", raw)
             return raw
+
+    async def relay(
+        self, request: web.Request, path: str, params: dict[str, str], *, headers: tuple[str, ...]
+    ) -> web.StreamResponse:
+        """Stream a 2xx answer of the API to the browser as it arrives (an export of any size in
+        bounded memory), with the answer's `headers`; ApiError otherwise."""
+        async with self._http.get(
+            self._base + path, params=params, headers=self._headers
+        ) as answer:
+            if answer.status >= 400:
+                raise _error(answer.status, answer.reason or "", await answer.read())
+            response = secured(web.StreamResponse(status=answer.status))
+            for name in headers:
+                if name in answer.headers:
+                    response.headers[name] = answer.headers[name]
+            await response.prepare(request)
+            async for chunk in answer.content.iter_chunked(64 * 1024):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
     async def get(self, path: str, into: type[T], **params: str) -> T:
         return msgspec.json.decode(await self.call("GET", path, params=params), type=into)

@@ -8,7 +8,8 @@ from pathlib import Path
 from aiohttp import web
 
 from launchdeck.control_api.api.auth import OWN_SESSION_PREFIX
-from launchdeck.control_api.dashboard import builds, deploys, env, projects, sign_in
+from launchdeck.control_api.dashboard import apps, builds, deploys, env, projects, sign_in
+from launchdeck.control_api.dashboard import generations as gen
 from launchdeck.control_api.dashboard.client import http_session
 from launchdeck.control_api.dashboard.guard import PageHandler, signed_in
 from launchdeck.control_api.dashboard.render import setup_templates
@@ -52,9 +53,22 @@ PAGES: list[tuple[str, str, dict[str, PageHandler]]] = [
     ("rollback", "/projects/{name}/rollback", {"POST": deploys.rollback}),
     ("promote", "/projects/{name}/promote", {"POST": deploys.promote}),
     ("redeploy", "/projects/{name}/redeploy", {"POST": deploys.redeploy}),
+    ("apps", "/projects/{name}/apps", {"GET": apps.show_apps}),
+    ("apps_table", "/projects/{name}/apps/table", {"GET": apps.apps_table}),
     ("env", "/projects/{name}/env", {"GET": env.show_env, "POST": env.set_var}),
     ("env_delete", "/projects/{name}/env/delete", {"POST": env.delete_var}),
     ("build", "/builds/{id}", {"GET": builds.show_build}),
     ("build_log", "/builds/{id}/log.txt", {"GET": builds.download_log}),
     ("cancel_build", "/builds/{id}/cancel", {"POST": builds.cancel}),
+    (
+        "generations",
+        "/projects/{name}/generations",
+        {"GET": gen.list_generations, "POST": gen.create_generation},
+    ),
+    ("generation", "/generations/{id}", {"GET": gen.show_generation}),
+    ("generation_items", "/generations/{id}/items", {"GET": gen.items_fragment}),
+    ("generation_timeline", "/generations/{id}/timeline.json", {"GET": gen.timeline}),
+    ("generation_export", "/generations/{id}/export", {"GET": gen.export}),
+    ("cancel_generation", "/generations/{id}/cancel", {"POST": gen.cancel}),
+    ("publish_generation", "/generations/{id}/publish", {"POST": gen.publish}),
 ]

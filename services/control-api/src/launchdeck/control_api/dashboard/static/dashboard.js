@@ -32,3 +32,51 @@ window.launchdeckSocket = function (path, onOpen, onFrame, done) {
   }
   connect();
 };
+
+// A log line with ANSI SGR colours (build and app logs) appended to `into` as text and spans
+// (`fg-31`, `bold`…); other escapes are dropped.
+{
+  const SGR = /\x1b\[([0-9;]*)m/g;
+  const OTHER_ESCAPES = /\x1b\[[0-9;?]*[A-Za-ln-z]|\x1b\][^\x07]*\x07|\r/g;
+  window.launchdeckAnsi = function (line, into) {
+    const text = line.replace(OTHER_ESCAPES, "");
+    let state = { fg: null, bg: null, bold: false, dim: false, italic: false, underline: false };
+    let at = 0;
+    let match;
+    SGR.lastIndex = 0;
+    const emit = (piece) => {
+      if (!piece) return;
+      const classes = [];
+      if (state.fg !== null) classes.push("fg-" + state.fg);
+      if (state.bg !== null) classes.push("bg-" + state.bg);
+      for (const flag of ["bold", "dim", "italic", "underline"]) if (state[flag]) classes.push(flag);
+      if (!classes.length) { into.appendChild(document.createTextNode(piece)); return; }
+      const span = document.createElement("span");
+      span.className = classes.join(" ");
+      span.textContent = piece;
+      into.appendChild(span);
+    };
+    while ((match = SGR.exec(text)) !== null) {
+      emit(text.slice(at, match.index));
+      at = SGR.lastIndex;
+      const codes = match[1] === "" ? [0] : match[1].split(";").map(Number);
+      for (let i = 0; i < codes.length; i++) {
+        const c = codes[i];
+        if (c === 0) state = { fg: null, bg: null, bold: false, dim: false, italic: false, underline: false };
+        else if (c === 1) state.bold = true;
+        else if (c === 2) state.dim = true;
+        else if (c === 3) state.italic = true;
+        else if (c === 4) state.underline = true;
+        else if (c === 22) { state.bold = false; state.dim = false; }
+        else if (c === 23) state.italic = false;
+        else if (c === 24) state.underline = false;
+        else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) state.fg = c;
+        else if (c === 39) state.fg = null;
+        else if ((c >= 40 && c <= 47) || (c >= 100 && c <= 107)) state.bg = c;
+        else if (c === 49) state.bg = null;
+        else if (c === 38 || c === 48) i += codes[i + 1] === 5 ? 2 : 4; // 256/true colour: skipped
+      }
+    }
+    emit(text.slice(at));
+  };
+}

@@ -1,0 +1,93 @@
+// The apps page: the instances table is fetched again every few seconds and at once on a
+// project event (`project:<id>:events` on /api/v1/ws); the app's log streams from
+// /api/v1/projects/<id>/logs/ws (the last lines, then live), resumed by cursor after a drop.
+"use strict";
+
+(function () {
+  const root = document.getElementById("apps");
+  if (!root) return;
+  const projectId = root.dataset.projectId;
+  const log = document.querySelector('[data-testid="app-log"]');
+  const search = document.querySelector('[data-testid="log-search"]');
+  const jump = document.querySelector('[data-testid="jump-to-end"]');
+  const REFRESH_MS = 3000;
+  const MAX_LINES = 2000;
+  let timer = null;
+  let cursor = 0;
+  const seen = new Set();
+  let follow = true;
+
+  async function refresh() {
+    timer = null;
+    try {
+      const response = await fetch(root.dataset.fragment, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.redirected && response.ok) root.innerHTML = await response.text();
+    } finally {
+      schedule(REFRESH_MS);
+    }
+  }
+  function schedule(ms) {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(refresh, ms);
+  }
+  schedule(REFRESH_MS);
+
+  window.launchdeckSocket(
+    () => "/api/v1/ws",
+    (ws) => ws.send(JSON.stringify({ type: "subscribe", channel: "project:" + projectId + ":events" })),
+    (frame) => { if (frame.type === "event") schedule(300); },
+  );
+
+  // --- the log --------------------------------------------------------------------------------
+  function matches(div) {
+    const q = search.value.trim().toLowerCase();
+    const hit = !q || div.textContent.toLowerCase().includes(q);
+    div.hidden = !hit;
+    div.classList.toggle("hit", Boolean(q) && hit);
+  }
+  search.addEventListener("input", () => {
+    for (const div of log.children) matches(div);
+    if (follow) log.scrollTop = log.scrollHeight;
+  });
+  log.addEventListener("scroll", () => {
+    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    jump.classList.toggle("attention", !follow);
+  });
+  jump.addEventListener("click", () => {
+    follow = true;
+    log.scrollTop = log.scrollHeight;
+    jump.classList.remove("attention");
+  });
+
+  function append(frame) {
+    // After a reconnect the last batch comes again (resumed at its cursor): drop what was seen.
+    const key = frame.deployment_id + ":" + frame.process + ":" + frame.seq;
+    if (seen.has(key)) return;
+    seen.add(key);
+    if (seen.size > MAX_LINES * 2) seen.delete(seen.values().next().value);
+    cursor = Math.max(cursor, frame.cursor || 0);
+    const div = document.createElement("div");
+    div.className = "log-line " + frame.stream;
+    div.dataset.seq = String(frame.seq);
+    div.dataset.stream = frame.stream;
+    div.dataset.process = frame.process;
+    const label = document.createElement("span");
+    label.className = "dim";
+    label.textContent = (frame.ts || "").slice(11, 19) + " " + frame.process + " ";
+    div.appendChild(label);
+    window.launchdeckAnsi(frame.line, div);
+    matches(div);
+    log.appendChild(div);
+    while (log.children.length > MAX_LINES) log.firstChild.remove();
+  }
+
+  window.launchdeckSocket(
+    () => `/api/v1/projects/${projectId}/logs/ws` + (cursor ? `?from_cursor=${cursor}` : ""),
+    () => {},
+    (frame) => {
+      const wasFollowing = follow;
+      if (frame.type === "app_log") append(frame);
+      if (wasFollowing) log.scrollTop = log.scrollHeight;
+    },
+  );
+})();
