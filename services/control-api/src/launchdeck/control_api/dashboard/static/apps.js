@@ -15,7 +15,6 @@
   let timer = null;
   let cursor = 0;
   const seen = new Set();
-  let follow = true;
 
   async function refresh() {
     timer = null;
@@ -39,25 +38,7 @@
   );
 
   // --- the log --------------------------------------------------------------------------------
-  function matches(div) {
-    const q = search.value.trim().toLowerCase();
-    const hit = !q || div.textContent.toLowerCase().includes(q);
-    div.hidden = !hit;
-    div.classList.toggle("hit", Boolean(q) && hit);
-  }
-  search.addEventListener("input", () => {
-    for (const div of log.children) matches(div);
-    if (follow) log.scrollTop = log.scrollHeight;
-  });
-  log.addEventListener("scroll", () => {
-    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    jump.classList.toggle("attention", !follow);
-  });
-  jump.addEventListener("click", () => {
-    follow = true;
-    log.scrollTop = log.scrollHeight;
-    jump.classList.remove("attention");
-  });
+  const view = window.launchdeckLogView(log, search, jump); // dashboard.js
 
   function append(frame) {
     // After a reconnect the last batch comes again (resumed at its cursor): drop what was seen.
@@ -76,18 +57,15 @@
     label.textContent = (frame.ts || "").slice(11, 19) + " " + frame.process + " ";
     div.appendChild(label);
     window.launchdeckAnsi(frame.line, div);
-    matches(div);
-    log.appendChild(div);
+    view.add(div);
     while (log.children.length > MAX_LINES) log.firstChild.remove();
   }
 
   window.launchdeckSocket(
     () => `/api/v1/projects/${projectId}/logs/ws` + (cursor ? `?from_cursor=${cursor}` : ""),
     () => {},
-    (frame) => {
-      const wasFollowing = follow;
+    (frame) => view.update(() => {
       if (frame.type === "app_log") append(frame);
-      if (wasFollowing) log.scrollTop = log.scrollHeight;
-    },
+    }),
   );
 })();

@@ -15,7 +15,6 @@
   const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
   let lastSeq = 0;
   let ended = false;
-  let follow = true;
 
   function setStatus(value, error) {
     if (!value || (FINISHED.has(status.textContent) && !FINISHED.has(value))) return;
@@ -26,28 +25,7 @@
 
   const render = window.launchdeckAnsi; // dashboard.js
 
-  // --- search -------------------------------------------------------------------------------
-  function matches(div) {
-    const q = search.value.trim().toLowerCase();
-    const hit = !q || div.textContent.toLowerCase().includes(q);
-    div.hidden = !hit;
-    div.classList.toggle("hit", Boolean(q) && hit);
-  }
-  search.addEventListener("input", () => {
-    for (const div of log.children) matches(div);
-    if (follow) log.scrollTop = log.scrollHeight;
-  });
-
-  // --- following the end --------------------------------------------------------------------
-  log.addEventListener("scroll", () => {
-    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
-    jump.classList.toggle("attention", !follow);
-  });
-  jump.addEventListener("click", () => {
-    follow = true;
-    log.scrollTop = log.scrollHeight;
-    jump.classList.remove("attention");
-  });
+  const view = window.launchdeckLogView(log, search, jump); // dashboard.js
 
   function append(entry) {
     if (entry.seq <= lastSeq) return; // replayed after a reconnect
@@ -57,20 +35,17 @@
     div.dataset.seq = String(entry.seq);
     div.dataset.stream = entry.stream;
     render(entry.line, div);
-    matches(div);
-    log.appendChild(div);
+    view.add(div);
   }
 
   window.launchdeckSocket(
     () => `/api/v1/builds/${buildId}/logs/ws?batch=true&from_seq=${lastSeq + 1}`,
     () => {},
-    (frame) => {
-      const wasFollowing = follow;
+    (frame) => view.update(() => {
       if (frame.type === "log") append(frame);
       else if (frame.type === "logs") frame.lines.forEach(append);
       else if (frame.type === "end") { ended = true; setStatus(frame.status); }
-      if (wasFollowing) log.scrollTop = log.scrollHeight;
-    },
+    }),
     () => ended,
   );
 

@@ -80,3 +80,37 @@ window.launchdeckSocket = function (path, onOpen, onFrame, done) {
     emit(text.slice(at));
   };
 }
+
+// A log box (the build and apps pages): the search box hides the lines that do not match, the
+// view follows the end until the user scrolls up, and "jump to end" follows it again.
+window.launchdeckLogView = function (log, search, jump) {
+  let follow = true;
+  function matches(div) {
+    const q = search.value.trim().toLowerCase();
+    const hit = !q || div.textContent.toLowerCase().includes(q);
+    div.hidden = !hit;
+    div.classList.toggle("hit", Boolean(q) && hit);
+  }
+  search.addEventListener("input", () => {
+    for (const div of log.children) matches(div);
+    if (follow) log.scrollTop = log.scrollHeight;
+  });
+  log.addEventListener("scroll", () => {
+    follow = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    jump.classList.toggle("attention", !follow);
+  });
+  jump.addEventListener("click", () => {
+    follow = true;
+    log.scrollTop = log.scrollHeight;
+    jump.classList.remove("attention");
+  });
+  return {
+    add(div) { matches(div); log.appendChild(div); },
+    // Run `change` (it adds lines); the end stays in view if it was.
+    update(change) {
+      const wasFollowing = follow;
+      change();
+      if (wasFollowing) log.scrollTop = log.scrollHeight;
+    },
+  };
+};
