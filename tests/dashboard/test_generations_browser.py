@@ -147,6 +147,37 @@ async def test_a_job_started_from_the_form_runs_live_with_charts_items_and_expor
     assert series["cost"][-1] == pytest.approx(float(job["cost_usd"]))
     assert series["items"][-1] == ITEMS
     await page.screenshot(path=str(screenshots / "generations-1280.png"), full_page=True)
+
+    # The rows as an uploaded CSV file (the API's multipart create); JSON and a file together
+    # are refused with a readable error.
+    csv_file = {
+        "name": "areas.csv",
+        "mimeType": "text/csv",
+        "buffer": b"service,area\nglazing,Lyon\nglazing,Nantes\npaving,Lille\n",
+    }
+    form = page.get_by_test_id("new-generation")
+    await form.locator("select[name=template]").select_option("area-pages")
+    await form.locator("input[name=model]").fill("llama3")
+    await form.locator("input[name=base_url]").fill(fake_llm.url)
+    await form.locator("textarea[name=rows]").fill(json.dumps(ROWS[:1]))
+    await form.get_by_test_id("rows-file").set_input_files(csv_file)  # type: ignore[arg-type]
+    await form.get_by_test_id("create-generation").click()
+    await expect(page.get_by_test_id("error")).to_contain_text("as JSON or as a file, not both")
+    form = page.get_by_test_id("new-generation")
+    await expect(form.locator("textarea[name=rows]")).to_have_value(json.dumps(ROWS[:1]))
+    await form.locator("textarea[name=rows]").fill("")
+    await form.get_by_test_id("rows-file").set_input_files(csv_file)  # type: ignore[arg-type]
+    async with page.expect_navigation(url=re.compile(r"/generations/[0-9a-f-]{36}$")):
+        await form.get_by_test_id("create-generation").click()
+    uploaded_id = page.url.rsplit("/", 1)[1]
+    await expect(page.get_by_test_id("progress").locator('[data-role="total"]')).to_have_text("3")
+    await expect(page.get_by_test_id("generation-status")).to_have_text("succeeded", timeout=60_000)
+    _, items = await api.call("GET", f"/generations/{uploaded_id}/items")
+    assert [i["variables"] for i in items["items"]] == [
+        {"service": "glazing", "area": "Lyon"},
+        {"service": "glazing", "area": "Nantes"},
+        {"service": "paving", "area": "Lille"},
+    ]
     await context.close()
 
 

@@ -66,11 +66,14 @@ class Api:
         *,
         json: Any = None,
         params: dict[str, str] | None = None,
+        form: aiohttp.FormData | None = None,
     ) -> bytes:
-        """The body of a 2xx answer; ApiError with the problem's detail otherwise."""
-        body = None if json is None else msgspec.json.encode(json)
+        """The body of a 2xx answer; ApiError with the problem's detail otherwise. `form` is a
+        multipart body (aiohttp writes its Content-Type with the boundary)."""
+        body: bytes | aiohttp.FormData | None = form
         headers = dict(self._headers)
-        if body is not None:
+        if json is not None:
+            body = msgspec.json.encode(json)
             headers["Content-Type"] = "application/json"
         async with self._http.request(
             method, self._base + path, data=body, params=params, headers=headers
@@ -105,6 +108,10 @@ class Api:
 
     async def send(self, method: str, path: str, into: type[T], json: Any = None) -> T:
         return msgspec.json.decode(await self.call(method, path, json=json), type=into)
+
+    async def send_form(self, path: str, into: type[T], form: aiohttp.FormData) -> T:
+        """POST a multipart body (an upload)."""
+        return msgspec.json.decode(await self.call("POST", path, form=form), type=into)
 
 
 def _error(status: int, reason: str, raw: bytes) -> ApiError:

@@ -9,6 +9,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from launchdeck.contracts.api import (
@@ -107,7 +108,11 @@ def _rows(raw: str) -> list[dict[str, Any]]:
     """The items: a JSON array of objects, or one object per line (JSON Lines)."""
     raw = raw.strip()
     if not raw:
-        raise ApiError(422, "Unprocessable Content", "rows: give at least one row (a JSON object)")
+        raise ApiError(
+            422,
+            "Unprocessable Content",
+            "rows: give at least one row (a JSON object), or upload a rows file",
+        )
     try:
         parsed: Any = (
             json.loads(raw)
@@ -123,6 +128,13 @@ def _rows(raw: str) -> list[dict[str, Any]]:
     return parsed
 
 
+def rows_file(form: Form) -> web.FileField | None:
+    """The uploaded rows file, if one was chosen (with none, browsers send an empty part with an
+    empty file name, which aiohttp reads as a plain value)."""
+    value = form.get("rows_file")
+    return value if isinstance(value, web.FileField) and value.filename else None
+
+
 def _number(form: Form, name: str) -> int | None:
     value = text(form, name)
     if not value:
@@ -133,8 +145,9 @@ def _number(form: Form, name: str) -> int | None:
         raise ApiError(422, "Unprocessable Content", f"{name}: must be a whole number") from None
 
 
-def create_body(form: Form) -> dict[str, Any]:
-    """The API's `GenerationCreate` from the form: empty fields are left to the API's defaults."""
+def create_body(form: Form, *, inline_rows: bool = True) -> dict[str, Any]:
+    """The API's `GenerationCreate` from the form: empty fields are left to the API's defaults;
+    without `inline_rows` the rows come as an uploaded file, not in the body."""
     model: dict[str, Any] = {
         "provider": text(form, "provider") or "ollama",
         "name": text(form, "model"),
@@ -142,11 +155,9 @@ def create_body(form: Form) -> dict[str, Any]:
     for name in ("base_url", "api_key_env"):
         if value := text(form, name):
             model[name] = value
-    body: dict[str, Any] = {
-        "template": text(form, "template"),
-        "model": model,
-        "rows": _rows(text(form, "rows")),
-    }
+    body: dict[str, Any] = {"template": text(form, "template"), "model": model}
+    if inline_rows:
+        body["rows"] = _rows(text(form, "rows"))
     if group_by := text(form, "group_by"):
         body["group_by"] = group_by
     limits: dict[str, Any] = {}
@@ -164,11 +175,31 @@ def create_body(form: Form) -> dict[str, Any]:
     return body
 
 
+async def _upload_form(form: Form, upload: web.FileField) -> aiohttp.FormData:
+    """The API's multipart create: the job as the `spec` part, the file as the `rows` part (the
+    API picks its parser by the file's name). The file is already bounded by the dashboard's
+    form limit (the app's client_max_size), so it is read whole, off the event loop."""
+    if text(form, "rows"):
+        raise ApiError(
+            422, "Unprocessable Content", "rows: give the rows as JSON or as a file, not both"
+        )
+    spec = create_body(form, inline_rows=False)
+    content = await asyncio.to_thread(upload.file.read)
+    data = aiohttp.FormData()
+    data.add_field("spec", json.dumps(spec), content_type="application/json")
+    data.add_field("rows", content, filename=upload.filename, content_type=upload.content_type)
+    return data
+
+
 async def create_generation(request: web.Request, session: Session, api: Api) -> web.StreamResponse:
     form = await request.post()
     path = project_path(request.match_info["name"])
     try:
-        job = await api.send("POST", f"{path}/generations", GenerationOut, create_body(form))
+        if (upload := rows_file(form)) is not None:
+            data = await _upload_form(form, upload)
+            job = await api.send_form(f"{path}/generations", GenerationOut, data)
+        else:
+            job = await api.send("POST", f"{path}/generations", GenerationOut, create_body(form))
     except ApiError as exc:
         if exc.status >= 500 or exc.status == 404:
             raise

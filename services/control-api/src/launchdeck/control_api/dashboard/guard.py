@@ -32,7 +32,12 @@ def signed_in(handler: PageHandler) -> Handler:
         if session is None:
             return redirect(SIGN_IN)
         if request.method == "POST":
-            refusal = csrf_refusal(session, await request.post())
+            try:
+                form = await request.post()
+            except web.HTTPRequestEntityTooLarge:  # aiohttp's bound on a form, uploads included
+                detail = f"the form is larger than {request.client_max_size:,} bytes"
+                return error_page(request, session, 413, "Content Too Large", detail)
+            refusal = csrf_refusal(session, form)
             if refusal is not None:
                 return error_page(request, session, 403, "Forbidden", refusal)
         try:
