@@ -60,7 +60,6 @@ from launchdeck.contracts.messages import (
 )
 from launchdeck.deploy_engine.apps.activation import AppActivation
 from launchdeck.deploy_engine.apps.app_logs import AppLogs
-from launchdeck.deploy_engine.apps.container import find_engine
 from launchdeck.deploy_engine.apps.env import nats_env_source
 from launchdeck.deploy_engine.apps.fleet import Fleet
 from launchdeck.deploy_engine.apps.records import InstanceStore
@@ -73,6 +72,7 @@ from launchdeck.deploy_engine.releases import ReleaseStore
 from launchdeck.deploy_engine.settings import AppSettings
 from launchdeck.deploy_engine.sites import Sites
 from launchdeck.devservers import free_port, start_nats, venv_binary
+from launchdeck.libs.container_engine import resolve_engine
 from launchdeck.libs.jetstream import connect, provision
 from launchdeck.libs.jobs import Delivery, Outcome
 from launchdeck.libs.launcher.sandbox import detect_sandbox
@@ -301,7 +301,7 @@ async def deploy_engine(state: Path, container_engine: str) -> AsyncIterator[Dep
         await admin.ensure_server(listen)
         releases = ReleaseStore(caddy_dir / "releases")
         sites = Sites(admin, releases, "localhost")
-        app_settings = AppSettings(container_engine=find_engine(container_engine))
+        app_settings = AppSettings(container_engine=resolve_engine(container_engine))
         instances = InstanceStore(state / "apps")
         logs = AppLogs(js, instances.seq_dir)
         logs.start()

@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from launchdeck.build_worker.errors import BuildFailed
+from launchdeck.libs.container_engine import (
+    engine_environment,
+    engine_off,
+    is_docker,
+    resolve_engine,
+)
 
-ENGINE_OFF = "none"
-AUTO_ENGINES = ("podman", "docker")
 INSTALL_HINT = (
     "install podman on the build-worker's machine (Debian/Ubuntu: apt-get install podman; "
     "deploy/images/setup-podman.sh configures it) or point LAUNCHDECK_CONTAINER_ENGINE at "
@@ -33,28 +36,6 @@ INSTALL_HINT = (
 # image (and so its layers, the cache of its next build) after the build's own tag is removed.
 TAG_REPOSITORY = "launchdeck-build"
 CACHE_TAG = "cache"
-# The worker variables the engine itself needs (rootless storage, its configuration, a remote
-# engine, proxies for pulling base images). The project's variables never go here: values
-# reach the build as secret files, and build arguments by name (`--build-arg NAME`).
-ENGINE_ENV = (
-    "XDG_RUNTIME_DIR",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "CONTAINERS_CONF",
-    "CONTAINERS_REGISTRIES_CONF",
-    "CONTAINERS_STORAGE_CONF",
-    "CONTAINER_HOST",
-    "CONTAINER_CONNECTION",
-    "REGISTRY_AUTH_FILE",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-)
 _TAG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -76,23 +57,15 @@ def find_engine(setting: str | None) -> Engine | None:
     """The engine `setting` names (None: podman, else docker, on PATH); None when it is off
     (`none`) or nothing was found. An engine named but absent is an error (`EngineMissing`):
     the operator asked for it."""
-    value = (setting or "").strip()
-    if value.lower() == ENGINE_OFF:
-        return None
-    if not value:
-        for name in AUTO_ENGINES:
-            path = shutil.which(name)
-            if path is not None:
-                return Engine(path, name)
-        return None
-    path = shutil.which(value)
-    if path is None:
+    path = resolve_engine(setting)
+    if path is not None:
+        return Engine(path, "docker" if is_docker(path) else "podman")
+    if (setting or "").strip() and not engine_off(setting):
         raise EngineMissing(
-            f"LAUNCHDECK_CONTAINER_ENGINE is {value!r}, which is not an executable program on "
+            f"LAUNCHDECK_CONTAINER_ENGINE is {setting!r}, which is not an executable program on "
             f"this build-worker: {INSTALL_HINT}"
         )
-    name = "docker" if "docker" in Path(path).name else "podman"
-    return Engine(str(Path(path).absolute()), name)
+    return None
 
 
 def require_engine(setting: str | None) -> Engine:
@@ -100,7 +73,7 @@ def require_engine(setting: str | None) -> Engine:
     engine = find_engine(setting)
     if engine is not None:
         return engine
-    if (setting or "").strip().lower() == ENGINE_OFF:
+    if engine_off(setting):
         raise EngineMissing(
             "This app builds from a Dockerfile, but container builds are turned off on this "
             f"build-worker (LAUNCHDECK_CONTAINER_ENGINE=none): {INSTALL_HINT}"
@@ -113,13 +86,12 @@ def require_engine(setting: str | None) -> Engine:
 
 def engine_env(base: Mapping[str, str], worker_env: Mapping[str, str]) -> dict[str, str]:
     """`base` (the build's environment made from nothing, without the project's variables) plus
-    the worker's HOME and `ENGINE_ENV`: a rootless engine keeps its storage under HOME, and the
-    layer cache with it."""
-    env = dict(base)
-    if worker_env.get("HOME"):
-        env["HOME"] = worker_env["HOME"]
-    env.update({name: worker_env[name] for name in ENGINE_ENV if name in worker_env})
-    return env
+    the worker's variables the engine needs (`libs.container_engine.ENGINE_ENV`: HOME among
+    them — a rootless engine keeps its storage, and the layer cache, under it); PATH stays the
+    build's."""
+    own = engine_environment(worker_env)
+    own.pop("PATH", None)
+    return {**base, **own}
 
 
 def image_repository(project: str) -> str:
@@ -221,4 +193,4 @@ def parse_inspect(output: str) -> ImageFacts:
 
 def worker_environment() -> dict[str, str]:
     """This process's environment (the part `engine_env` reads)."""
-    return {name: os.environ[name] for name in ("HOME", *ENGINE_ENV) if name in os.environ}
+    return engine_environment(os.environ)

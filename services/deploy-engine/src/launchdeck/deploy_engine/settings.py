@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launchdeck.deploy_engine.apps.container import find_engine
 from launchdeck.deploy_engine.apps.health_check import HealthPolicy
 from launchdeck.deploy_engine.extract import Limits
+from launchdeck.libs.container_engine import resolve_engine
 from launchdeck.libs.launcher.limits import MIB, ResourceLimits
 from launchdeck.libs.launcher.sandbox import SANDBOX_MODES, SandboxMode
 from launchdeck.libs.settings import (
@@ -98,7 +98,7 @@ class AppSettings:
             max_previews=env_int("LAUNCHDECK_MAX_PREVIEW_APPS", 3),
             release_command_timeout_s=env_float("LAUNCHDECK_RELEASE_COMMAND_TIMEOUT_S", 600.0),
             env_wait_s=env_float("LAUNCHDECK_APP_ENV_WAIT_S", 30.0),
-            container_engine=find_engine(engine_setting),
+            container_engine=resolve_engine(engine_setting),
             container_engine_setting=engine_setting,
             container_memory_mb=env_int("LAUNCHDECK_CONTAINER_MEMORY_MB", 512),
             container_cpus=env_float("LAUNCHDECK_CONTAINER_CPUS", 1.0),

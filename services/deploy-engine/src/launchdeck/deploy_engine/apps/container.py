@@ -24,14 +24,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from launchdeck.contracts.messages import AppResources, ContainerImage, ReleaseManifest
 from launchdeck.deploy_engine.apps.process import AppProcess, SpawnFailed
+from launchdeck.libs.container_engine import (
+    engine_environment,
+    engine_off,
+    is_docker,
+)
 from launchdeck.libs.launcher.release import ManifestError, read_manifest
 from launchdeck.libs.logging import get_logger
 
@@ -42,27 +45,14 @@ INSTANCE_LABEL = "launchdeck.instance"  # the instance's marker (its directory)
 ENV_FILE = "container.env"
 COMMAND_TIMEOUT_S = 120.0  # `load` of a large image; every other command takes milliseconds
 SIGKILL_EXIT = 137  # 128 + SIGKILL: how a container's init killed from outside exits
-# What `run` itself needs from the engine's environment (never the platform's credentials).
-ENGINE_ENV = ("PATH", "HOME", "XDG_RUNTIME_DIR", "CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")
-ENGINE_ENV_PREFIXES = ("DOCKER_",)
 
 
 class NoContainerEngine(SpawnFailed):
     """A container release, and no engine to run it."""
 
 
-def find_engine(setting: str | None) -> str | None:
-    """`LAUNCHDECK_CONTAINER_ENGINE`: unset → podman on PATH, else docker; `none` → None; a name
-    or path → it, resolved on PATH (None when it is not there)."""
-    if setting is not None and setting.strip().lower() == "none":
-        return None
-    if setting:
-        return shutil.which(setting)
-    return shutil.which("podman") or shutil.which("docker")
-
-
 def no_engine_reason(setting: str | None) -> str:
-    if setting is not None and setting.strip().lower() == "none":
+    if engine_off(setting):
         why = "container apps are disabled here (LAUNCHDECK_CONTAINER_ENGINE=none)"
     elif setting:
         why = f"the container engine {setting!r} (LAUNCHDECK_CONTAINER_ENGINE) is not installed"
@@ -131,21 +121,38 @@ def images_in(releases: Iterable[Path]) -> set[str]:
     return {image for release in releases if (image := release_image(release))}
 
 
+# `<engine> ps` of every container carrying an instance label, a line `name marker` each.
+LIST_LABELLED = (
+    "ps",
+    "-a",
+    "--filter",
+    f"label={INSTANCE_LABEL}",
+    "--format",
+    f'{{{{.Names}}}} {{{{index .Labels "{INSTANCE_LABEL}"}}}}',
+)
+
+
+def parse_labelled(out: str) -> dict[str, str]:
+    """`LIST_LABELLED`'s output as container name → instance marker."""
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, marker = line.strip().partition(" ")
+        if name and marker:
+            found[name] = marker
+    return found
+
+
 class ContainerEngine:
     """One container engine binary (podman or docker) and what the fleet asks of it."""
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
-        self.is_docker = Path(binary).name.startswith("docker")
+        self.is_docker = is_docker(binary)
         self._image_locks: dict[str, asyncio.Lock] = {}
         self._present: set[str] = set()
 
     def engine_env(self) -> dict[str, str]:
-        return {
-            k: v
-            for k, v in os.environ.items()
-            if k in ENGINE_ENV or k.startswith(ENGINE_ENV_PREFIXES)
-        }
+        return engine_environment(os.environ)
 
     async def _run(self, *args: str, timeout_s: float = COMMAND_TIMEOUT_S) -> tuple[int, str]:
         """Run `<engine> args…` to its end: exit code and output (stdout and stderr)."""
@@ -280,23 +287,11 @@ class ContainerEngine:
 
     async def labelled(self) -> dict[str, str]:
         """Every container (running or not) carrying an instance label: name → marker."""
-        code, out = await self._run(
-            "ps",
-            "-a",
-            "--filter",
-            f"label={INSTANCE_LABEL}",
-            "--format",
-            f'{{{{.Names}}}} {{{{index .Labels "{INSTANCE_LABEL}"}}}}',
-        )
+        code, out = await self._run(*LIST_LABELLED)
         if code != 0:
             log.warning("containers_not_listed", error=out[-300:])
             return {}
-        found: dict[str, str] = {}
-        for line in out.splitlines():
-            name, _, marker = line.strip().partition(" ")
-            if name and marker:
-                found[name] = marker
-        return found
+        return parse_labelled(out)
 
 
 class ContainerProcess(AppProcess):
@@ -339,15 +334,8 @@ class ContainerProcess(AppProcess):
         self._described = how
         return how
 
-    async def stop(self, grace_s: float) -> None:
-        """SIGTERM through `run` (it forwards it), `grace_s` to exit, then the container is
-        removed by force and `run` killed."""
-        if self.running:
-            self.signal_group(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.exited.wait(), grace_s)
-        await self.kill()
-
+    # `stop` is AppProcess's: SIGTERM reaches the container through `run` (it forwards it);
+    # after the grace, `kill` below removes the container by force.
     async def kill(self) -> None:
         await self.engine.remove(self.name)
         self.forget_env_file()

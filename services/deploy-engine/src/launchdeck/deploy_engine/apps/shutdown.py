@@ -22,9 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from launchdeck.deploy_engine.apps.container import INSTANCE_LABEL, find_engine
+from launchdeck.deploy_engine.apps.container import LIST_LABELLED, parse_labelled
 from launchdeck.deploy_engine.apps.process import start_time_of
 from launchdeck.deploy_engine.apps.records import InstanceStore
+from launchdeck.libs.container_engine import resolve_engine
 from launchdeck.libs.launcher.reaper import APP_MARKER_VAR, kill_marked, marker_of
 
 APPS_DIR = "apps"
@@ -55,28 +56,16 @@ def stop_apps(state_dir: Path | str, grace_s: float = 5.0) -> int:
 
 def remove_containers(store: InstanceStore) -> int:
     """Remove every container labelled as an instance of `store` (running or not)."""
-    engine = find_engine(os.environ.get("LAUNCHDECK_CONTAINER_ENGINE"))
+    engine = resolve_engine(os.environ.get("LAUNCHDECK_CONTAINER_ENGINE"))
     if engine is None:
         return 0
     listed = subprocess.run(
-        [
-            engine,
-            "ps",
-            "-a",
-            "--filter",
-            f"label={INSTANCE_LABEL}",
-            "--format",
-            f'{{{{.Names}}}} {{{{index .Labels "{INSTANCE_LABEL}"}}}}',
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+        [engine, *LIST_LABELLED], capture_output=True, text=True, check=False, timeout=60
     )
     names = [
         name
-        for name, _, marker in (line.partition(" ") for line in listed.stdout.splitlines())
-        if name and store.instance_of_marker(marker.strip()) is not None
+        for name, marker in parse_labelled(listed.stdout).items()
+        if store.instance_of_marker(marker) is not None
     ]
     if names:
         subprocess.run([engine, "rm", "-f", *names], capture_output=True, check=False, timeout=120)
